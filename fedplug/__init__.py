@@ -1,0 +1,84 @@
+"""fedplug: federated learning on tabular data held by pods, on Flower.
+
+The public API is what ``__all__`` lists; everything else is private. Names load
+lazily, so ``import fedplug.data`` on a pod's tooling does not import torch or Flower.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fedplug._version import __version__
+
+_EXPORTS = {
+    "fedplug._errors": [
+        "ConfigError",
+        "DataSourceError",
+        "DataStructureError",
+        "DataValidationError",
+        "FedplugError",
+        "PluginError",
+        "PodConfigError",
+        "PolicyRefusal",
+        "SchemaError",
+        "SecureAggregationError",
+        "TrainingError",
+    ],
+    "fedplug.data": [
+        "CSVSource",
+        "DataFrameSource",
+        "ParquetSource",
+        "Pod",
+        "PodPolicy",
+        "SQLSource",
+        "Schema",
+    ],
+    "fedplug.learning": ["DataStructure", "Optimizer"],
+    "fedplug._api": ["TabularClassifier", "combine_pod_schemas"],
+    "fedplug._flower": ["Aggregator", "FedAvg", "SecureAggregator"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted([*_WHERE, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fedplug' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # static analysers see the eager imports
+    from fedplug._api import TabularClassifier, combine_pod_schemas
+    from fedplug._errors import (
+        ConfigError,
+        DataSourceError,
+        DataStructureError,
+        DataValidationError,
+        FedplugError,
+        PluginError,
+        PodConfigError,
+        PolicyRefusal,
+        SchemaError,
+        SecureAggregationError,
+        TrainingError,
+    )
+    from fedplug._flower import Aggregator, FedAvg, SecureAggregator
+    from fedplug.data import (
+        CSVSource,
+        DataFrameSource,
+        ParquetSource,
+        Pod,
+        PodPolicy,
+        Schema,
+        SQLSource,
+    )
+    from fedplug.learning import DataStructure, Optimizer

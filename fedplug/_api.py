@@ -1,0 +1,275 @@
+"""The Python front end: combine pod schemas, fit a classifier across pods, predict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedplug._errors import ConfigError, FedplugError, PodConfigError
+from fedplug._plugins import load_plugin
+from fedplug.data import Pod, Schema, resolve_pod
+from fedplug.data import combine_pod_schemas as _combine_schemas
+from fedplug.learning import (
+    DataStructure,
+    Optimizer,
+    TabularEncoder,
+    TabularNetSpec,
+    TrainingTask,
+    evaluate_local,
+    get_weights,
+    set_weights,
+)
+
+MODEL_FORMAT = "fedplug.tabular-classifier/1"
+PodIdentifier = str | Path
+
+
+def _pods(identifiers: Sequence[PodIdentifier], pod_dirs: Sequence[Path] | None) -> list[tuple[Path, Pod]]:
+    if isinstance(identifiers, (str, Path)) or not identifiers:
+        raise PodConfigError(
+            f"pod_identifiers must be a non-empty list of pod names or pod files, got {identifiers!r}."
+        )
+    pods = []
+    for identifier in identifiers:
+        path = resolve_pod(identifier, pod_dirs)
+        pods.append((path, Pod.from_yaml(path)))
+    names = [p.name for _, p in pods]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PodConfigError(f"pod(s) {duplicates} listed more than once; list each pod once.")
+    return pods
+
+
+def combine_pod_schemas(
+    pods: Sequence[PodIdentifier] | Mapping[str, Schema],
+    columns: Sequence[str] | None = None,
+    *,
+    pod_dirs: Sequence[Path] | None = None,
+) -> Schema:
+    """The schema every pod agrees on, from pod names/files or from published schemas."""
+    if isinstance(pods, Mapping):
+        return _combine_schemas(pods, columns)
+    schemas = {pod.name: pod.load().schema for _, pod in _pods(list(pods), pod_dirs)}
+    return _combine_schemas(schemas, columns)
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name}={value!r} is invalid: use a positive integer.")
+
+
+class TabularClassifier:
+    """A classifier over a tabular datastructure, trained across pods.
+
+    ``__init__`` only stores its parameters; they are checked when ``fit`` is called.
+    """
+
+    def __init__(
+        self,
+        datastructure: DataStructure,
+        schema: Schema | None = None,
+        epochs: int | None = 1,
+        steps: int | None = None,
+        batch_size: int = 64,
+        rounds: int = 5,
+        optimizer: Optimizer | None = None,
+        hidden: Sequence[int] = (64, 32),
+        dropout: float = 0.1,
+        seed: int = 42,
+    ) -> None:
+        self.datastructure = datastructure
+        self.schema = schema
+        self.epochs = epochs
+        self.steps = steps
+        self.batch_size = batch_size
+        self.rounds = rounds
+        self.optimizer = optimizer
+        self.hidden = hidden
+        self.dropout = dropout
+        self.seed = seed
+
+    # -- checks -------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ConfigError(
+                f"give exactly one of epochs={self.epochs!r} and steps={self.steps!r} "
+                "(training per round is counted in one or the other)."
+            )
+        _positive_int("epochs", self.epochs, allow_none=True)
+        _positive_int("steps", self.steps, allow_none=True)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("rounds", self.rounds)
+        if not isinstance(self.datastructure, DataStructure):
+            raise ConfigError(
+                f"datastructure must be a fedplug.DataStructure, got {type(self.datastructure).__name__}."
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"dropout={self.dropout!r} is invalid: use a number in [0, 1).")
+
+    def _task(self, schema: Schema) -> TrainingTask:
+        resolved = self.datastructure.resolve(schema)
+        used = [resolved.target, *resolved.categorical, *resolved.continuous]
+        spec = TabularNetSpec.for_columns(schema, resolved, tuple(self.hidden), float(self.dropout))
+        optimizer = self.optimizer or Optimizer("Adam", {"lr": 1e-3})
+        return TrainingTask(
+            schema=schema.select(used).to_dict(),
+            datastructure=self.datastructure.to_dict(),
+            model=spec.to_dict(),
+            optimizer=optimizer.to_dict(),
+            epochs=self.epochs,
+            steps=self.steps,
+            batch_size=int(self.batch_size),
+            seed=int(self.seed),
+        )
+
+    # -- training -----------------------------------------------------------------------
+    def fit(
+        self,
+        pod_identifiers: Sequence[PodIdentifier],
+        aggregator: Any = None,
+        strategy: Any = "fedavg",
+        *,
+        strategy_params: Mapping[str, Any] | None = None,
+        pod_dirs: Sequence[Path] | None = None,
+        round_timeout: float = 300.0,
+        cpus_per_pod: float = 1.0,
+        verbose: bool = False,
+        on_round: Callable[[int, dict, dict], None] | None = None,
+    ) -> list[dict]:
+        """Train across the pods on the Flower Simulation Engine; return the history."""
+        from fedplug._flower import FedAvg, RunPlan, run_in_simulation
+
+        self._check_params()
+        pods = _pods(pod_identifiers, pod_dirs)
+        names = [pod.name for _, pod in pods]
+        self.datastructure.check_pods(names)
+        schema = self.schema
+        if schema is None:
+            schema = _combine_schemas({pod.name: pod.load().schema for _, pod in pods})
+        task = self._task(schema)
+        torch.manual_seed(self.seed)
+        initial = get_weights(TabularNetSpec.from_dict(task.model).build())
+        plan = RunPlan(
+            pods=names,
+            task=task,
+            initial_weights=initial,
+            rounds=int(self.rounds),
+            aggregator=aggregator if aggregator is not None else FedAvg(),
+            strategy=build_strategy(strategy, len(names), strategy_params or {}),
+            round_timeout=float(round_timeout),
+            on_round=on_round,
+        )
+        result = run_in_simulation(plan, [p for p, _ in pods], cpus_per_pod=cpus_per_pod, verbose=verbose)
+        self._fitted = (result.task, result.weights)
+        self.history_ = result.history
+        return result.history
+
+    # -- inference ----------------------------------------------------------------------
+    def _fitted_state(self) -> tuple[TrainingTask, list[np.ndarray]]:
+        fitted = getattr(self, "_fitted", None)
+        if fitted is None:
+            raise FedplugError("this model is not trained: call fit() or deserialize() first.")
+        return fitted
+
+    def _encode(self, frame: pd.DataFrame, require_target: bool):
+        task, weights = self._fitted_state()
+        schema = Schema.from_dict(task.schema)
+        resolved = self.datastructure.resolve(schema)
+        if not isinstance(frame, pd.DataFrame):
+            raise ConfigError(f"predict() takes a pandas DataFrame, got {type(frame).__name__}.")
+        check = schema if (require_target or resolved.target in frame) else schema.select(
+            [c for c in schema.columns if c != resolved.target]
+        )
+        check.validate(frame, pod="predict() input")
+        encoder = TabularEncoder(schema, resolved, np.asarray(task.mean), np.asarray(task.std))
+        net = TabularNetSpec.from_dict(task.model).build()
+        set_weights(net, weights)
+        net.eval()
+        return net, encoder.encode(frame), resolved
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        net, data, _ = self._encode(frame, require_target=False)
+        with torch.no_grad():
+            return torch.softmax(net(data.x_cat, data.x_cont), dim=1).numpy()
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predicted class labels (values of the target column), after validating ``frame``."""
+        net, data, resolved = self._encode(frame, require_target=False)
+        with torch.no_grad():
+            labels = net(data.x_cat, data.x_cont).argmax(dim=1).numpy()
+        return np.asarray(resolved.classes, dtype=object)[labels]
+
+    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+        """Metrics on a labelled frame (accuracy, AUC, F1, ...)."""
+        net, data, _ = self._encode(frame, require_target=True)
+        return evaluate_local(net, data)
+
+    # -- persistence --------------------------------------------------------------------
+    def serialize(self, path: str | Path) -> Path:
+        """Write weights, architecture, schema and datastructure to one file."""
+        task, weights = self._fitted_state()
+        payload = {
+            "format": MODEL_FORMAT,
+            "task": task.to_json(),
+            "weights": [torch.from_numpy(np.asarray(w).copy()) for w in weights],
+            "history": json.dumps(getattr(self, "history_", [])),
+            "params": json.dumps(
+                {"rounds": self.rounds, "hidden": list(self.hidden), "dropout": self.dropout}
+            ),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
+        return path
+
+    @classmethod
+    def deserialize(cls, path: str | Path) -> TabularClassifier:
+        """Read a model written by :meth:`serialize`, ready to predict."""
+        path = Path(path)
+        if not path.is_file():
+            raise FedplugError(f"model file {str(path)!r} does not exist; pass the path serialize() wrote.")
+        try:
+            payload = torch.load(path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+            raise FedplugError(f"{str(path)!r} is not a fedplug model file: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+            raise FedplugError(
+                f"{str(path)!r} is not a fedplug model file (expected format {MODEL_FORMAT!r})."
+            )
+        task = TrainingTask.from_json(payload["task"])
+        params = json.loads(payload["params"])
+        model = cls(
+            DataStructure.from_dict(task.datastructure),
+            schema=Schema.from_dict(task.schema),
+            epochs=task.epochs,
+            steps=task.steps,
+            batch_size=task.batch_size,
+            rounds=params["rounds"],
+            optimizer=Optimizer.from_dict(task.optimizer),
+            hidden=tuple(params["hidden"]),
+            dropout=params["dropout"],
+            seed=task.seed,
+        )
+        model._fitted = (task, [w.numpy() for w in payload["weights"]])
+        model.history_ = json.loads(payload["history"])
+        return model
+
+
+def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any]):
+    """A Flower strategy from a plugin name, a factory, or a ready Strategy instance."""
+    from flwr.serverapp.strategy import Strategy
+
+    if isinstance(strategy, Strategy):
+        return strategy
+    factory = load_plugin("strategies", strategy) if isinstance(strategy, str) else strategy
+    if not callable(factory):
+        raise ConfigError(f"strategy {strategy!r} is neither a plugin name nor a strategy factory.")
+    return factory(n_pods, **dict(params))

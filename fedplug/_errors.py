@@ -1,0 +1,64 @@
+"""Exceptions raised by fedplug.
+
+Every error fedplug raises on purpose derives from :class:`FedplugError` and carries a
+message that names the thing at fault and how to fix it, so front ends can print it
+without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class FedplugError(Exception):
+    """Base class of every error fedplug raises on purpose."""
+
+
+class ConfigError(FedplugError):
+    """A configuration (Hydra, YAML, keyword arguments) is invalid."""
+
+
+class SchemaError(FedplugError):
+    """A schema is malformed, or schemas of several pods do not agree."""
+
+
+class DataSourceError(FedplugError):
+    """A datasource cannot be read."""
+
+
+class DataValidationError(FedplugError):
+    """A frame does not conform to its schema; lists every violation at once."""
+
+    def __init__(self, message: str, violations: Iterable[object] = (), pod: str | None = None):
+        super().__init__(message)
+        self.violations = list(violations)
+        self.pod = pod
+
+
+class PodConfigError(ConfigError):
+    """A pod file or pod definition is invalid, or a pod cannot be found."""
+
+
+class DataStructureError(ConfigError):
+    """A datastructure does not fit the schema it is applied to."""
+
+
+class PluginError(FedplugError):
+    """A plugin is unknown, ambiguous or incompatible."""
+
+
+class PolicyRefusal(FedplugError):
+    """A pod refused a task because of its owner's policy."""
+
+    def __init__(self, message: str, reason: str = "", pods: Iterable[str] = ()):
+        super().__init__(message)
+        self.reason = reason
+        self.pods = list(pods)
+
+
+class SecureAggregationError(FedplugError):
+    """The secure aggregation protocol cannot proceed (too few pods, bad keys, ...)."""
+
+
+class TrainingError(FedplugError):
+    """A federated run failed; the message says which pods failed and why."""

@@ -1,0 +1,147 @@
+"""The pod ClientApp: schema queries, training, evaluation, secure aggregation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedplug._errors import FedplugError, PolicyRefusal
+from fedplug.learning import TrainingTask
+
+from . import _records as rec
+from ._pod_runtime import PodRuntime, load_runtime, pod_file_for
+from ._secure_pod import handle_secure, handle_setup
+
+logger = logging.getLogger("fedplug.pod")
+
+Handler = Callable[[Message, Context, PodRuntime], Message]
+
+
+def _guard(
+    handler: Handler, pod_files: Sequence[str] | None
+) -> Callable[[Message, Context], Message]:
+    """Turn every failure into a Flower error reply naming the pod: a pod never crashes."""
+
+    def wrapped(message: Message, context: Context) -> Message:
+        name = "?"
+        try:
+            runtime = load_runtime(pod_file_for(context, pod_files))
+            name = runtime.name
+            reply = handler(message, context, runtime)
+            if not reply.has_error():
+                rec.check_reply_content(reply.content)
+            return reply
+        except PolicyRefusal as exc:
+            payload = json.dumps({"reason": exc.reason, "pods": exc.pods, "message": str(exc)})
+            return rec.error_reply(message, rec.POLICY_REFUSAL, payload)
+        except FedplugError as exc:
+            return rec.error_reply(message, rec.POD_FAILURE, f"pod {name!r}: {exc}")
+        except (KeyError, ValueError, TypeError) as exc:
+            return rec.error_reply(
+                message, rec.BAD_REQUEST, f"pod {name!r} could not read the message: {exc}"
+            )
+        except Exception as exc:  # noqa: BLE001 - a pod answers, it does not crash
+            logger.exception("pod %s failed", name)
+            return rec.error_reply(
+                message, rec.POD_FAILURE, f"pod {name!r} failed: {type(exc).__name__}: {exc}"
+            )
+
+    return wrapped
+
+
+def _task(message: Message) -> tuple[TrainingTask, ConfigRecord]:
+    config = message.content["config"]
+    return TrainingTask.from_json(str(config[rec.TASK_KEY])), config
+
+
+def handle_schema(message: Message, context: Context, runtime: PodRuntime) -> Message:
+    policy = runtime.pod.policy
+    metadata = runtime.data.schema.metadata()
+    record = ConfigRecord(
+        {
+            "pod": runtime.name,
+            "schema": json.dumps(metadata),
+            "require-secure": bool(policy.require_secure_aggregation),
+            "min-pods": int(policy.min_pods),
+        }
+    )
+    return Message(RecordDict({"schema": record}), reply_to=message)
+
+
+def plaintext_update(
+    runtime: PodRuntime, message: Message
+) -> tuple[list[np.ndarray], dict[str, float], int]:
+    """What a pod computes for a train message: arrays, metrics and its example count."""
+    runtime.require_task_kind("train")
+    task, config = _task(message)
+    runtime.require_peers_allowed(json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name])
+    trainer = runtime.trainer(task)
+    if str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS:
+        vector, n = trainer.moments()
+        return [vector], {}, n
+    weights = message.content["arrays"].to_numpy_ndarrays()
+    new_weights, metrics = trainer.fit(weights, int(config.get("server-round", 0)))
+    n = int(metrics.pop("num-examples"))
+    return new_weights, metrics, n
+
+
+def plaintext_metrics(runtime: PodRuntime, message: Message) -> tuple[dict[str, float], int]:
+    runtime.require_task_kind("evaluate")
+    task, config = _task(message)
+    runtime.require_peers_allowed(json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name])
+    metrics = runtime.trainer(task).evaluate(message.content["arrays"].to_numpy_ndarrays())
+    n = int(metrics.pop("num-examples"))
+    return metrics, n
+
+
+def handle_train(message: Message, context: Context, runtime: PodRuntime) -> Message:
+    runtime.require_plaintext_allowed()
+    arrays, metrics, n = plaintext_update(runtime, message)
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord([np.asarray(a) for a in arrays]),
+            "metrics": MetricRecord({**metrics, "num-examples": n}),
+        }
+    )
+    return Message(content, reply_to=message)
+
+
+def handle_evaluate(message: Message, context: Context, runtime: PodRuntime) -> Message:
+    runtime.require_plaintext_allowed()
+    metrics, n = plaintext_metrics(runtime, message)
+    content = RecordDict({"metrics": MetricRecord({**metrics, "num-examples": n})})
+    return Message(content, reply_to=message)
+
+
+def _unknown_type_mod(message: Message, context: Context, call_next) -> Message:  # noqa: ANN001
+    """Answer a message type fedplug does not speak with an error reply, not an exception."""
+    if message.metadata.message_type not in rec.KNOWN_MESSAGE_TYPES:
+        return rec.error_reply(
+            message,
+            rec.BAD_REQUEST,
+            f"pod does not handle message type {message.metadata.message_type!r}; "
+            f"it handles {list(rec.KNOWN_MESSAGE_TYPES)}",
+        )
+    return call_next(message, context)
+
+
+def build_client_app(pod_files: Sequence[str] | None = None) -> ClientApp:
+    """The pod ClientApp.
+
+    ``pod_files`` maps simulated SuperNodes (by partition id) to pod files; on a real
+    SuperNode the node config's ``pod`` key names the file instead.
+    """
+    app = ClientApp(mods=[_unknown_type_mod])
+    files = list(pod_files) if pod_files else None
+    app.query("schema")(_guard(handle_schema, files))
+    app.query("secaggsetup")(_guard(handle_setup, files))
+    app.train()(_guard(handle_train, files))
+    app.evaluate()(_guard(handle_evaluate, files))
+    app.train("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "train"), files))
+    app.evaluate("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "evaluate"), files))
+    return app

@@ -1,0 +1,183 @@
+"""A pod's side of secure aggregation: key setup, policy checks, encoding and masking.
+
+Everything a pod uploads in secure mode is a masked field vector, its length and the
+names of its metrics: never a plaintext update, count or metric value.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+from fedplug._errors import SecureAggregationError
+from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol
+
+from . import _records as rec
+from ._pod_runtime import PodRuntime
+from ._secure_state import load_protocol, save_protocol
+
+STATE_KEY = "fedplug-secagg"
+CACHE_KEY = "fedplug-secagg-cache"
+
+
+@dataclass(frozen=True)
+class SecureParams:
+    """The secure-aggregation fields of a server message."""
+
+    run: str
+    seq: int
+    attempt: int
+    participants: list[str]
+    roster: list[dict]
+    q: int
+    clip: float
+    stats_clip: float
+    max_weight: int
+    n_pods: int
+
+    @classmethod
+    def from_record(cls, record: ConfigRecord) -> SecureParams:
+        return cls(
+            run=str(record["run"]),
+            seq=int(record["seq"]),
+            attempt=int(record["attempt"]),
+            participants=list(json.loads(str(record["participants"]))),
+            roster=list(json.loads(str(record["roster"]))),
+            q=int(str(record["q"])),
+            clip=float(record["clip"]),
+            stats_clip=float(record["stats-clip"]),
+            max_weight=int(record["max-weight"]),
+            n_pods=int(record["n-pods"]),
+        )
+
+    def to_record(self) -> ConfigRecord:
+        return ConfigRecord(
+            {
+                "run": self.run,
+                "seq": self.seq,
+                "attempt": self.attempt,
+                "participants": json.dumps(self.participants),
+                "roster": json.dumps(self.roster),
+                # ConfigRecord ints are signed 64-bit; q travels as text to allow any prime.
+                "q": str(self.q),
+                "clip": float(self.clip),
+                "stats-clip": float(self.stats_clip),
+                "max-weight": int(self.max_weight),
+                "n-pods": int(self.n_pods),
+            }
+        )
+
+
+def identity_for(runtime: PodRuntime, context: Context) -> IdentityKey:
+    """The pod's long-term key: its key file, else one kept in the node's state."""
+    key_file = runtime.pod.identity_key
+    if key_file:
+        return IdentityKey.load_or_create(key_file)
+    record = context.state.get(STATE_KEY + "-identity")
+    if record is not None:
+        return IdentityKey.from_pem(str(record["pem"]).encode())
+    identity = IdentityKey.generate()
+    context.state[STATE_KEY + "-identity"] = ConfigRecord({"pem": identity.to_pem().decode()})
+    return identity
+
+
+def _new_protocol(runtime: PodRuntime, context: Context, q: int) -> PodProtocol:
+    return PodProtocol(
+        runtime.name,
+        identity_for(runtime, context),
+        approved_pods=runtime.pod.approved_pods,
+        pinned_keys=runtime.pod.pinned_keys,
+        min_pods=int(runtime.pod.policy.min_pods),
+        q=q,
+    )
+
+
+def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Message:
+    """Publish a signed, fresh exchange key for this run."""
+    runtime.require_task_kind("train")
+    config = message.content["config"]
+    run_id = str(config["run"])
+    q = int(str(config.get("q", str(2**61 - 1))))
+    protocol = _new_protocol(runtime, context, q)
+    bundle = protocol.start_run(run_id)
+    save_protocol(context, STATE_KEY, protocol)
+    reply = RecordDict({"bundle": ConfigRecord({"bundle": json.dumps(bundle.to_dict())})})
+    return Message(reply, reply_to=message)
+
+
+def _protocol(runtime: PodRuntime, context: Context, params: SecureParams) -> PodProtocol:
+    protocol = load_protocol(context, STATE_KEY, _new_protocol(runtime, context, params.q))
+    if protocol is None or protocol.run_id != params.run:
+        raise SecureAggregationError(
+            f"pod {runtime.name!r} has no key setup for run {params.run!r}; the server must "
+            "run key setup (query.secaggsetup) before secure rounds."
+        )
+    if not protocol.roster_pods:
+        protocol.accept_roster(params.run, params.roster)  # the pod's policy checks
+    elif sorted(b["pod"] for b in params.roster) != protocol.roster_pods:
+        raise SecureAggregationError(
+            f"pod {runtime.name!r}: the roster changed during run {params.run!r}; restart the run."
+        )
+    return protocol
+
+
+def _encode(
+    runtime: PodRuntime, message: Message, params: SecureParams, kind: str
+) -> tuple[np.ndarray, list[str]]:
+    """This pod's field vector: weighted values, then its count and clipped count."""
+    from ._pod_app import plaintext_metrics, plaintext_update
+
+    config = message.content["config"]
+    stats = str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS
+    if kind == "train":
+        arrays, metrics, n = plaintext_update(runtime, message)
+        current = message.content["arrays"].to_numpy_ndarrays()
+        # Updates are sent relative to the global model: small numbers, fine precision.
+        delta = [np.asarray(a, np.float64) - np.asarray(c, np.float64) for a, c in zip(arrays, current, strict=True)]
+        values = [d.ravel() for d in delta]
+    else:
+        metrics, n = plaintext_metrics(runtime, message)
+        values = []
+    keys = sorted(metrics)
+    values.append(np.array([metrics[k] for k in keys], dtype=np.float64))
+    codec = FixedPointCodec(
+        params.stats_clip if stats else params.clip, params.max_weight, params.n_pods, params.q
+    )
+    encoded, clipped = codec.encode_weighted(np.concatenate(values), int(n))
+    tail = np.array([codec.encode_count(int(n)), codec.encode_count(int(clipped))], dtype=np.uint64)
+    return np.concatenate([encoded, tail]), keys
+
+
+def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
+    runtime.require_task_kind(kind)
+    params = SecureParams.from_record(message.content[rec.SECURE_KEY])
+    protocol = _protocol(runtime, context, params)
+    cache = context.state.get(CACHE_KEY)
+    if params.attempt == 0 or cache is None or int(cache["seq"].numpy()[0]) != params.seq:
+        if params.attempt != 0:
+            raise SecureAggregationError(
+                f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
+            )
+        vector, keys = _encode(runtime, message, params, kind)
+        # Kept for a possible redo, which re-masks it rather than retraining.
+        context.state[CACHE_KEY] = ArrayRecord(
+            {"seq": np.array([params.seq], np.int64), "vector": vector}
+        )
+        context.state[CACHE_KEY + "-keys"] = ConfigRecord({"keys": json.dumps(keys)})
+    else:
+        vector = context.state[CACHE_KEY]["vector"].numpy()
+        keys = json.loads(str(context.state[CACHE_KEY + "-keys"]["keys"]))
+    masked = protocol.mask(
+        vector, round=params.seq, attempt=params.attempt, participants=params.participants
+    )
+    save_protocol(context, STATE_KEY, protocol)
+    content = RecordDict(
+        {
+            "masked": ArrayRecord([masked]),
+            "layout": ConfigRecord({"metric-keys": json.dumps(keys), "length": int(masked.size)}),
+        }
+    )
+    return Message(content, reply_to=message)

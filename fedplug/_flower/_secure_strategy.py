@@ -1,0 +1,244 @@
+"""The server side of secure aggregation, wrapping an inner weighted-mean strategy.
+
+The inner strategy samples pods and applies its server-side step; this wrapper replaces
+the plaintext weighted mean by the decoded secure sum: it hands the inner strategy one
+synthetic reply carrying the mean, whose weighted mean is itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedplug._errors import SecureAggregationError
+from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
+
+from . import _records as rec
+from ._secure_pod import SecureParams
+from ._session import PodGrid, PodSession, missing_pods, split_replies
+from ._wrapper import AggregationStrategy, RoundCallback, metrics_dict
+
+if TYPE_CHECKING:
+    from ._aggregators import SecureAggregator
+
+logger = logging.getLogger("fedplug.server")
+
+
+@dataclass
+class SecureKeys:
+    """The outcome of key setup: the run id, the signed roster, the exchange counter."""
+
+    run: str
+    roster: list[dict]
+    server: ServerProtocol
+    seq: int = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -> SecureKeys:
+    """One exchange per run: every pod publishes a signed, fresh exchange key."""
+    run = secrets.token_hex(8)
+    config = ConfigRecord(
+        {"run": run, "q": str(settings.prime_q), "fedplug-pods": json.dumps(session.pod_names)}
+    )
+    sent = [
+        Message(RecordDict({"config": config}), dst_node_id=n, message_type=rec.SECAGG_SETUP)
+        for n in session.node_ids
+    ]
+    replies = list(grid.send_and_receive(sent, timeout=settings.timeout))
+    good, failed = split_replies(session, replies, "secure key setup")
+    missing = missing_pods(session, sent, replies)
+    if failed or missing:
+        problems = [f"pod {p!r}: {r}" for p, r in failed.items()]
+        problems += [f"pod {p!r} did not answer within {settings.timeout}s" for p in missing]
+        raise SecureAggregationError(
+            "secure key setup failed: " + "; ".join(problems) + ". Every pod of the task must "
+            "take part in key setup; check those pods or remove them from the task."
+        )
+    bundles = []
+    for reply in good:
+        bundle = KeyBundle.from_dict(json.loads(str(reply.content["bundle"]["bundle"])))
+        expected = session.pods[reply.metadata.src_node_id]
+        if bundle.pod != expected:
+            raise SecureAggregationError(
+                f"the SuperNode serving pod {expected!r} published a key for pod "
+                f"{bundle.pod!r}; refusing the run. Check that SuperNode's pod file."
+            )
+        bundles.append(bundle)
+    server = ServerProtocol(run, min_pods=settings.min_pods, q=settings.prime_q)
+    server.collect_bundles(bundles)
+    return SecureKeys(run=run, roster=[b.to_dict() for b in server.roster()], server=server)
+
+
+class SecureAggregationStrategy(AggregationStrategy):
+    def __init__(
+        self,
+        inner: Strategy,
+        session: PodSession,
+        settings: SecureAggregator,
+        keys: SecureKeys,
+        on_round: RoundCallback | None = None,
+    ) -> None:
+        super().__init__(inner, session, on_round)
+        self.settings = settings
+        self.keys = keys
+        self.clipped_total = 0
+        self._grid: Grid | None = None
+        self._global: list[np.ndarray] = []
+        self._params: SecureParams | None = None
+        self._stats = False
+
+    def summary(self) -> None:
+        logger.info("secure aggregation over GF(%d), wrapping:", self.settings.prime_q)
+        self.inner.summary()
+
+    # -- configure --------------------------------------------------------------------
+    def _secure(self, messages: Iterable[Message], message_type: str) -> list[Message]:
+        messages = list(messages)
+        participants = self.session.names(m.metadata.dst_node_id for m in messages)
+        self._params = SecureParams(
+            run=self.keys.run,
+            seq=self.keys.next_seq(),
+            attempt=0,
+            participants=sorted(participants),
+            roster=self.keys.roster,
+            q=self.settings.prime_q,
+            clip=float(self.settings.clip),
+            stats_clip=float(self.settings.stats_clip),
+            max_weight=int(self.settings.max_weight),
+            n_pods=len(self.keys.roster),
+        )
+        self._sent = [self._message(m, self._params, message_type) for m in messages]
+        return self._sent
+
+    def _message(self, template: Message, params: SecureParams, message_type: str) -> Message:
+        content = RecordDict(dict(template.content.items()))
+        content[rec.SECURE_KEY] = params.to_record()
+        return Message(content, dst_node_id=template.metadata.dst_node_id, message_type=message_type)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._grid = grid
+        self._global = arrays.to_numpy_ndarrays()
+        self._stats = str(config.get(rec.PHASE_KEY, "")) == rec.PHASE_STATS
+        inner = self.inner.configure_train(
+            server_round, arrays, self._config(config), PodGrid(grid, self.session)
+        )
+        return self._secure(inner, rec.SECURE_TRAIN)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._grid = grid
+        inner = self.inner.configure_evaluate(
+            server_round, arrays, self._config(config), PodGrid(grid, self.session)
+        )
+        return self._secure(inner, rec.SECURE_EVALUATE)
+
+    # -- aggregate --------------------------------------------------------------------
+    def _secure_sum(self, replies: Iterable[Message], what: str) -> tuple[np.ndarray, int, list[str]]:
+        """Decode the sum of the participants' vectors, redoing once after a dropout."""
+        assert self._params is not None and self._grid is not None
+        params = self._params
+        replies = list(replies)
+        good, failed = split_replies(self.session, replies, what)
+        answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
+        dropped = sorted(set(params.participants) - set(answered))
+        if dropped:
+            reasons = {p: failed.get(p, f"no answer within {self.session.round_timeout}s") for p in dropped}
+            logger.warning("%s: pod(s) %s dropped out (%s); redoing the round once with the "
+                           "survivors", what, dropped, reasons)
+            survivors = self.keys.server.survivors(params.participants, answered)
+            answered = self._redo(params, survivors, what)
+        uploads = {pod: reply.content["masked"].to_numpy_ndarrays()[0] for pod, reply in answered.items()}
+        layouts = {json.dumps(json.loads(str(r.content["layout"]["metric-keys"]))) for r in answered.values()}
+        if len(layouts) != 1:
+            raise SecureAggregationError(f"{what}: pods reported different metrics {sorted(layouts)}.")
+        keys = json.loads(layouts.pop())
+        total = self.keys.server.sum_masked(uploads, sorted(answered))
+        codec = FixedPointCodec(
+            params.stats_clip if self._stats else params.clip, params.max_weight, params.n_pods, params.q
+        )
+        n_total = int(codec.decode_int(total[-2]))
+        clipped = int(codec.decode_int(total[-1]))
+        if clipped:
+            self.clipped_total += clipped
+            logger.warning("%s: %d value(s) were clipped to [-%g, %g] before aggregation; raise "
+                           "the aggregator's clip setting if this recurs.", what, clipped,
+                           codec.clip, codec.clip)
+        if n_total <= 0:
+            raise SecureAggregationError(f"{what}: the pods reported no examples.")
+        mean = codec.decode_sum(total[:-2]) / n_total
+        return mean, n_total, keys
+
+    def _redo(self, params: SecureParams, survivors: list[str], what: str) -> dict[str, Message]:
+        redo = SecureParams(**{**params.__dict__, "attempt": 1, "participants": sorted(survivors)})
+        self._params = redo
+        by_pod = {self.session.pods[m.metadata.dst_node_id]: m for m in self._sent}
+        sent = [self._message(by_pod[p], redo, by_pod[p].metadata.message_type) for p in survivors]
+        replies = list(self._grid.send_and_receive(sent, timeout=self.settings.timeout))
+        good, failed = split_replies(self.session, replies, what + " (redo)")
+        answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
+        lost = sorted(set(survivors) - set(answered))
+        if lost:
+            raise SecureAggregationError(
+                f"{what}: pod(s) {lost} also dropped out of the redo (a round is redone only "
+                f"once); the run stops. Missing since the start of the round: "
+                f"{sorted(set(params.participants) - set(answered))}."
+            )
+        return answered
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        mean, n_total, keys = self._secure_sum(replies, f"training round {server_round}")
+        sizes = [a.size for a in self._global]
+        cut = int(sum(sizes))
+        deltas = np.split(mean[:cut], np.cumsum(sizes)[:-1]) if sizes else []
+        arrays = [
+            (g.astype(np.float64) + d.reshape(g.shape)).astype(g.dtype)
+            for g, d in zip(self._global, deltas, strict=True)
+        ]
+        metrics = dict(zip(keys, (float(v) for v in mean[cut:]), strict=True))
+        synthetic = self._synthetic(
+            RecordDict(
+                {
+                    "arrays": ArrayRecord(arrays),
+                    "metrics": MetricRecord({**metrics, "num-examples": n_total}),
+                }
+            )
+        )
+        agg_arrays, agg_metrics = self.inner.aggregate_train(server_round, [synthetic])
+        self._train_metrics = metrics_dict(agg_metrics)
+        return agg_arrays, agg_metrics
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        metrics = None
+        if self._sent:
+            mean, n_total, keys = self._secure_sum(replies, f"evaluation round {server_round}")
+            values = dict(zip(keys, (float(v) for v in mean), strict=True))
+            synthetic = self._synthetic(
+                RecordDict({"metrics": MetricRecord({**values, "num-examples": n_total})})
+            )
+            metrics = self.inner.aggregate_evaluate(server_round, [synthetic])
+        self._record(server_round, metrics_dict(metrics))
+        return metrics
+
+    def _synthetic(self, content: RecordDict) -> Message:
+        """One reply carrying the secure mean, for the inner strategy's own aggregation."""
+        return Message(content, reply_to=self._sent[0])

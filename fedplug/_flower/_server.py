@@ -1,0 +1,185 @@
+"""The ServerApp's workflow: find the pods, agree on scaling, train, collect history."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
+from flwr.serverapp.strategy import Strategy
+
+from fedplug._errors import PodConfigError, PolicyRefusal, SchemaError, TrainingError
+from fedplug.data import Schema, combine_pod_schemas
+from fedplug.learning import TrainingTask, scaling_for
+
+from . import _records as rec
+from ._aggregators import Aggregator
+from ._session import PodSession
+from ._wrapper import RoundCallback
+
+logger = logging.getLogger("fedplug.server")
+
+
+@dataclass
+class RunPlan:
+    """A federated task, ready to run on a Grid."""
+
+    pods: list[str]
+    task: TrainingTask
+    initial_weights: list[np.ndarray]
+    rounds: int
+    aggregator: Aggregator
+    strategy: Strategy
+    round_timeout: float = 300.0
+    connect_timeout: float = 120.0
+    on_round: RoundCallback | None = None
+
+
+@dataclass
+class RunResult:
+    weights: list[np.ndarray]
+    task: TrainingTask
+    history: list[dict]
+    pods: list[str]
+    seconds: float
+    pod_schemas: dict[str, dict] = field(default_factory=dict)
+
+
+def discover_pods(
+    grid: Grid, wanted: Sequence[str], timeout: float, query_timeout: float = 60.0
+) -> tuple[dict[int, str], dict[str, dict]]:
+    """Ask every SuperNode which pod it serves until all wanted pods are found."""
+    deadline = time.monotonic() + timeout
+    found: dict[int, tuple[str, dict]] = {}
+    asked: set[int] = set()
+    while True:
+        new = [n for n in grid.get_node_ids() if n not in asked]
+        if new:
+            messages = [
+                Message(RecordDict(), dst_node_id=n, message_type=rec.SCHEMA_QUERY) for n in new
+            ]
+            replies = grid.send_and_receive(messages, timeout=query_timeout)
+            for reply in replies:
+                node = reply.metadata.src_node_id
+                asked.add(node)
+                if reply.has_error():
+                    logger.warning("SuperNode %s answered the schema query with an error: %s",
+                                   node, reply.error.reason)
+                    continue
+                record = reply.content["schema"]
+                found[node] = (str(record["pod"]), {
+                    "schema": json.loads(str(record["schema"])),
+                    "require_secure": bool(record["require-secure"]),
+                    "min_pods": int(record["min-pods"]),
+                })
+        names = {name for name, _ in found.values()}
+        if set(wanted) <= names:
+            break
+        if time.monotonic() > deadline:
+            missing = sorted(set(wanted) - names)
+            raise PodConfigError(
+                f"pod(s) {missing} not found among the connected SuperNodes (found: "
+                f"{sorted(names) or 'none'}) within {timeout:.0f}s. Check the pod names, or "
+                "start a SuperNode for each pod (`fedplug pod start POD.yaml`)."
+            )
+        time.sleep(0.5)
+    by_name: dict[str, list[int]] = {}
+    for node, (name, _) in found.items():
+        by_name.setdefault(name, []).append(node)
+    duplicated = {n: ids for n, ids in by_name.items() if n in wanted and len(ids) > 1}
+    if duplicated:
+        raise PodConfigError(
+            f"pod name(s) served by several SuperNodes: {duplicated}; give each pod a unique name."
+        )
+    nodes = {by_name[name][0]: name for name in wanted}
+    infos = {name: found[node][1] for node, name in nodes.items()}
+    return nodes, infos
+
+
+def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
+    """Fail early, with the pods' own terms, before any pod is asked to compute."""
+    needing = [p for p, i in infos.items() if i["require_secure"]]
+    if needing and not plan.aggregator.secure:
+        raise PolicyRefusal(
+            f"pod(s) {needing} require secure aggregation; rerun with aggregator=secure "
+            "(Hydra) or aggregator=SecureAggregator() (Python).",
+            reason="secure-aggregation-required",
+            pods=needing,
+        )
+    published = {p: Schema.from_dict(i["schema"]) for p, i in infos.items()}
+    task_schema = Schema.from_dict(plan.task.schema)
+    combined = combine_pod_schemas(published, columns=list(task_schema.columns))
+    for column in task_schema.columns:
+        mine, theirs = task_schema[column], combined[column]
+        if mine.stype != theirs.stype or (mine.categories or ()) != (theirs.categories or ()):
+            raise SchemaError(
+                f"column {column!r}: the model's schema ({mine.stype}, {mine.categories}) does "
+                f"not match the pods' combined schema ({theirs.stype}, {theirs.categories}). "
+                "Rebuild the schema with combine_pod_schemas over the same pods."
+            )
+
+
+def global_moments(
+    grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask
+) -> np.ndarray:
+    """Cross-pod feature moments, through the run's aggregator (secure when it is)."""
+    n_cont = len(_continuous(task))
+    if n_cont == 0:
+        return np.zeros(0)
+    inner = FlowerFedAvg(
+        fraction_evaluate=0.0,
+        min_train_nodes=len(session.pods),
+        min_available_nodes=len(session.pods),
+    )
+    strategy = plan.aggregator.wrap(inner, session)
+    config = ConfigRecord({rec.TASK_KEY: task.to_json(), rec.PHASE_KEY: rec.PHASE_STATS})
+    zeros = ArrayRecord([np.zeros(2 * n_cont)])
+    messages = strategy.configure_train(0, zeros, config, grid)
+    replies = grid.send_and_receive(messages, timeout=plan.round_timeout)
+    arrays, _ = strategy.aggregate_train(0, replies)
+    if arrays is None:
+        raise TrainingError("no pod returned feature statistics; see the warnings above.")
+    return arrays.to_numpy_ndarrays()[0]
+
+
+def _continuous(task: TrainingTask) -> list[str]:
+    from fedplug.learning import DataStructure
+
+    schema = Schema.from_dict(task.schema)
+    return DataStructure.from_dict(task.datastructure).resolve(schema).continuous
+
+
+def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
+    started = time.monotonic()
+    nodes, infos = discover_pods(grid, plan.pods, plan.connect_timeout)
+    check_task_against_pods(plan, infos)
+    session = PodSession(pods=nodes, round_timeout=plan.round_timeout)
+    plan.aggregator.setup(grid, session)
+    task = scaling_for(plan.task, global_moments(grid, plan, session, plan.task))
+    strategy = plan.aggregator.wrap(plan.strategy, session, plan.on_round)
+    config = ConfigRecord({rec.TASK_KEY: task.to_json(), rec.PHASE_KEY: rec.PHASE_FIT})
+    result = strategy.start(
+        grid,
+        ArrayRecord([np.asarray(w) for w in plan.initial_weights]),
+        num_rounds=plan.rounds,
+        timeout=plan.round_timeout,
+        train_config=config,
+        evaluate_config=ConfigRecord(dict(config)),
+    )
+    weights = result.arrays.to_numpy_ndarrays() if result.arrays is not None else []
+    if not weights:
+        raise TrainingError("training produced no model: every round failed; see the warnings.")
+    return RunResult(
+        weights=weights,
+        task=task,
+        history=list(getattr(strategy, "history", [])),
+        pods=list(plan.pods),
+        seconds=time.monotonic() - started,
+        pod_schemas={p: i["schema"] for p, i in infos.items()},
+    )

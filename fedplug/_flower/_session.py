@@ -1,0 +1,116 @@
+"""What a run knows about its pods, shared by the strategies that drive it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from fedplug._errors import PolicyRefusal, TrainingError
+
+from . import _records as rec
+
+
+@dataclass
+class PodSession:
+    """The pods of one run and the SuperNodes serving them."""
+
+    pods: dict[int, str]  # node id -> pod name
+    round_timeout: float = 300.0
+    secure_required_by: list[str] = field(default_factory=list)
+
+    @property
+    def node_ids(self) -> list[int]:
+        return list(self.pods)
+
+    @property
+    def pod_names(self) -> list[str]:
+        return [self.pods[n] for n in self.pods]
+
+    def names(self, node_ids: Iterable[int]) -> list[str]:
+        return [self.pods.get(n, f"node {n}") for n in node_ids]
+
+
+class PodGrid(Grid):
+    """A view of a Grid restricted to a run's pods, so inner strategies sample only them.
+
+    Flower's strategies wait for ``min_available_nodes`` without a timeout; a fixed view
+    of nodes already seen keeps that wait from ever starting.
+    """
+
+    def __init__(self, grid: Grid, session: PodSession) -> None:
+        self._grid = grid
+        self._session = session
+
+    def set_run(self, run) -> None:  # noqa: ANN001
+        self._grid.set_run(run)
+
+    @property
+    def run(self):  # noqa: ANN201
+        return self._grid.run
+
+    def create_message(self, *args, **kwargs) -> Message:  # noqa: ANN002, ANN003
+        return self._grid.create_message(*args, **kwargs)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self._session.node_ids
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return self._grid.send_and_receive(messages, timeout=timeout)
+
+
+def split_replies(
+    session: PodSession, replies: Iterable[Message], what: str
+) -> tuple[list[Message], dict[str, str]]:
+    """Separate good replies from failures; raise at once on a policy refusal.
+
+    A refusal is the pod owner's decision, so the run stops and the modeller sees the
+    pod's own words rather than a silently smaller aggregate.
+    """
+    good: list[Message] = []
+    failed: dict[str, str] = {}
+    refusals: list[tuple[str, str, list[str]]] = []
+    for reply in replies:
+        pod = session.pods.get(reply.metadata.src_node_id, f"node {reply.metadata.src_node_id}")
+        if not reply.has_error():
+            good.append(reply)
+            continue
+        if reply.error.code == rec.POLICY_REFUSAL:
+            try:
+                payload = json.loads(reply.error.reason or "{}")
+            except json.JSONDecodeError:
+                payload = {"message": reply.error.reason, "reason": "refused", "pods": [pod]}
+            refusals.append((payload.get("message", ""), payload.get("reason", ""), payload.get("pods", [pod])))
+        else:
+            failed[pod] = str(reply.error.reason)
+    if refusals:
+        pods = sorted({p for _, _, ps in refusals for p in ps})
+        text = "; ".join(m for m, _, _ in refusals)
+        raise PolicyRefusal(
+            f"{what} was refused: {text}", reason=refusals[0][1], pods=pods
+        )
+    return good, failed
+
+
+def missing_pods(session: PodSession, sent: Sequence[Message], replies: Sequence[Message]) -> list[str]:
+    answered = {r.metadata.src_node_id for r in replies}
+    return [session.pods.get(m.metadata.dst_node_id, "?") for m in sent if m.metadata.dst_node_id not in answered]
+
+
+def raise_if_all_failed(what: str, failed: dict[str, str], missing: Sequence[str], good: int) -> None:
+    if good:
+        return
+    parts = [f"pod {p!r}: {reason}" for p, reason in failed.items()]
+    parts += [f"pod {p!r} did not answer in time" for p in missing]
+    raise TrainingError(f"{what} failed on every pod: " + "; ".join(parts or ["no pod answered"]))

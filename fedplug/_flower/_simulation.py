@@ -1,0 +1,69 @@
+"""Running a plan on the Flower Simulation Engine, one simulated SuperNode per pod."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.simulation import run_simulation
+
+from fedplug._errors import FedplugError, TrainingError
+
+from ._pod_app import build_client_app
+from ._server import RunPlan, RunResult, run_plan
+
+
+def quiet_flower(verbose: bool) -> None:
+    """Flower logs every message at INFO; fedplug prints its own progress instead."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.getLogger("flwr").setLevel(level)
+
+
+def run_in_simulation(
+    plan: RunPlan,
+    pod_files: Sequence[Path],
+    *,
+    cpus_per_pod: float = 1.0,
+    verbose: bool = False,
+) -> RunResult:
+    """Run ``plan`` with one simulated SuperNode per pod file and return its result."""
+    outcome: dict[str, object] = {}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            outcome["result"] = run_plan(grid, plan)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    client = build_client_app([str(Path(p).resolve()) for p in pod_files])
+    quiet_flower(verbose)
+    # Ray would otherwise print a banner and warnings for every actor; the pods' own
+    # errors come back to the server as error replies.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    backend_config = {
+        "client_resources": {"num_cpus": cpus_per_pod, "num_gpus": 0.0},
+        "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
+    }
+    run_simulation(
+        server_app=server,
+        client_app=client,
+        num_supernodes=len(pod_files),
+        backend_config=backend_config,
+        verbose_logging=verbose,
+    )
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, FedplugError):
+            raise error
+        raise TrainingError(f"the federated run failed: {type(error).__name__}: {error}") from error
+    if "result" not in outcome:
+        raise TrainingError(
+            "the simulation ended without a result; rerun with verbose=True to see Flower's log."
+        )
+    return outcome["result"]  # type: ignore[return-value]

@@ -1,0 +1,34 @@
+"""``fedplug evaluate MODEL DATA``: score a saved model on a labelled file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fedplug._errors import ConfigError
+
+console = Console()
+
+
+def evaluate(model_path: str, data_path: str) -> int:
+    from fedplug._api import TabularClassifier
+    from fedplug.data import CSVSource, ParquetSource
+
+    model = TabularClassifier.deserialize(model_path)
+    path = Path(data_path)
+    if path.suffix == ".parquet":
+        frame = ParquetSource(path).load()
+    elif path.suffix in (".csv", ".gz"):
+        frame = CSVSource(path).load()
+    else:
+        raise ConfigError(f"{data_path!r}: use a .csv or .parquet file.")
+    metrics = model.evaluate(frame)
+    table = Table(title=f"{Path(model_path).name} on {path.name} ({len(frame)} rows)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    return 0

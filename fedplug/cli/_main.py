@@ -1,0 +1,92 @@
+"""Dispatch ``fedplug <command>``; ``run`` hands its arguments to Hydra untouched."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from fedplug._errors import FedplugError
+
+console = Console(stderr=True)
+
+USAGE = """fedplug <command> [...]
+
+commands:
+  run [OVERRIDES] [-m]         train across pods (Hydra overrides, e.g. aggregator=secure)
+  demo census-income [--dir D] write the census-income tutorial's two pods
+  pod check POD.yaml           check a pod file and its data, print its schema
+  pod start POD.yaml --superlink HOST:PORT   check a pod, then serve it (flower-supernode)
+  evaluate MODEL DATA          score a saved model on a labelled CSV/Parquet file
+  plugins                      list installed plugins by kind
+  report SWEEP_DIR             compare the runs of a sweep (table and plot)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedplug", usage=USAGE)
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    demo = sub.add_parser("demo", help="write a tutorial's pods")
+    demo.add_argument("name", choices=["census-income"])
+    demo.add_argument("--dir", default=None, help="pod directory (default: $FEDPLUG_POD_DIR or ./pods)")
+    pod = sub.add_parser("pod", help="check or start a pod")
+    pod_sub = pod.add_subparsers(dest="pod_command", metavar="pod_command", required=True)
+    check = pod_sub.add_parser("check", help="check a pod file and its data")
+    check.add_argument("pod_file")
+    start = pod_sub.add_parser("start", help="check a pod, then run a SuperNode serving it")
+    start.add_argument("pod_file")
+    start.add_argument("--superlink", required=True, help="the SuperLink's Fleet API address HOST:PORT")
+    start.add_argument("--insecure", action="store_true", help="no TLS (local testing only)")
+    start.add_argument("--root-certificates", default=None, help="the CA certificate (PEM) for TLS")
+    start.add_argument("--auth-key", default=None, help="this SuperNode's private key for node authentication")
+    start.add_argument("--clientappio-api-address", default=None)
+    evaluate = sub.add_parser("evaluate", help="score a saved model on a labelled file")
+    evaluate.add_argument("model")
+    evaluate.add_argument("data")
+    sub.add_parser("plugins", help="list installed plugins")
+    report = sub.add_parser("report", help="compare the runs of a sweep")
+    report.add_argument("sweep_dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "run":
+            from ._run import run_hydra
+
+            return run_hydra(args[1:])
+        ns = _parser().parse_args(args)
+        if ns.command is None:
+            console.print(USAGE)
+            return 2
+        if ns.command == "demo":
+            from ._demo import demo
+
+            return demo(ns.name, ns.dir)
+        if ns.command == "pod":
+            from ._pod import pod_check, pod_start
+
+            return pod_check(ns.pod_file) if ns.pod_command == "check" else pod_start(ns)
+        if ns.command == "evaluate":
+            from ._evaluate import evaluate
+
+            return evaluate(ns.model, ns.data)
+        if ns.command == "plugins":
+            from ._plugins import plugins
+
+            return plugins()
+        if ns.command == "report":
+            from ._report import report
+
+            return report(ns.sweep_dir)
+    except FedplugError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    return 2
+
+
+def entry() -> None:
+    sys.exit(main())

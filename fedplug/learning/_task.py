@@ -1,0 +1,126 @@
+"""A training task as it travels to pods, and the pod-side work it describes.
+
+The server sends a :class:`TrainingTask` with every message as JSON; a pod rebuilds the
+model and encoder from it, so pods need no configuration of their own beyond their data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedplug.data import Schema
+
+from ._datastructure import DataStructure
+from ._encoding import EncodedTable, TabularEncoder
+from ._evaluation import evaluate_local
+from ._model import TabularNetSpec, get_weights, set_weights
+from ._optimizer import Optimizer
+from ._stats import local_feature_moments, scaling_from_moments
+from ._training import train_local
+
+
+@dataclass
+class TrainingTask:
+    """Everything a pod needs to train and evaluate one model."""
+
+    schema: dict[str, Any]
+    datastructure: dict[str, Any]
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    epochs: int | None = 1
+    steps: int | None = None
+    batch_size: int = 64
+    seed: int = 42
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        # Key order matters: column order defines the model inputs.
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingTask:
+        return cls(**json.loads(text))
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def with_scaling(self, mean: np.ndarray, std: np.ndarray) -> TrainingTask:
+        data = asdict(self)
+        data.update(mean=[float(v) for v in mean], std=[float(v) for v in std])
+        return TrainingTask(**data)
+
+
+class PodTrainer:
+    """Pod-side execution of a task on one pod's (already validated) frames."""
+
+    def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
+        self.task = task
+        self.schema = Schema.from_dict(task.schema)
+        self.datastructure = DataStructure.from_dict(task.datastructure)
+        self.resolved = self.datastructure.resolve(self.schema)
+        self.spec = TabularNetSpec.from_dict(task.model)
+        self._train_frame = train
+        self._validation_frame = validation
+        self._encoded: dict[str, EncodedTable] = {}
+
+    # -- feature statistics -------------------------------------------------------------
+    def moments(self) -> tuple[np.ndarray, int]:
+        """This pod's moment vector and the number of rows it summarises."""
+        vector = local_feature_moments(self._train_frame, self.resolved.continuous)
+        return vector, len(self._train_frame)
+
+    # -- training and evaluation --------------------------------------------------------
+    def _data(self, part: str) -> EncodedTable:
+        if part not in self._encoded:
+            encoder = TabularEncoder(
+                self.schema,
+                self.resolved,
+                np.asarray(self.task.mean, dtype=np.float64),
+                np.asarray(self.task.std, dtype=np.float64),
+            )
+            frame = self._train_frame if part == "train" else self._validation_frame
+            self._encoded[part] = encoder.encode(frame)
+        return self._encoded[part]
+
+    def _net(self, weights: list[np.ndarray]) -> torch.nn.Module:
+        torch.manual_seed(self.task.seed)
+        net = self.spec.build()
+        set_weights(net, weights)
+        return net
+
+    def fit(self, weights: list[np.ndarray], server_round: int) -> tuple[list[np.ndarray], dict]:
+        net = self._net(weights)
+        metrics = train_local(
+            net,
+            self._data("train"),
+            epochs=self.task.epochs,
+            steps=self.task.steps,
+            batch_size=self.task.batch_size,
+            optimizer=Optimizer.from_dict(self.task.optimizer),
+            # A different seed per round and pod-independent: reproducible, not repetitive.
+            seed=self.task.seed + server_round,
+        )
+        return get_weights(net), metrics
+
+    def evaluate(self, weights: list[np.ndarray]) -> dict:
+        net = self._net(weights)
+        return evaluate_local(net, self._data("validation"))
+
+
+def scaling_for(task: TrainingTask, global_moments: np.ndarray) -> TrainingTask:
+    """Return the task with the cross-pod scaling statistics filled in."""
+    k = len(
+        DataStructure.from_dict(task.datastructure)
+        .resolve(Schema.from_dict(task.schema))
+        .continuous
+    )
+    mean, std = scaling_from_moments(global_moments, k)
+    return task.with_scaling(mean, std)
