@@ -30,7 +30,9 @@ MODEL_FORMAT = "fedplug.tabular-classifier/1"
 PodIdentifier = str | Path
 
 
-def _pods(identifiers: Sequence[PodIdentifier], pod_dirs: Sequence[Path] | None) -> list[tuple[Path, Pod]]:
+def _pods(
+    identifiers: Sequence[PodIdentifier], pod_dirs: Sequence[Path] | None
+) -> list[tuple[Path, Pod]]:
     if isinstance(identifiers, (str, Path)) or not identifiers:
         raise PodConfigError(
             f"pod_identifiers must be a non-empty list of pod names or pod files, got {identifiers!r}."
@@ -167,7 +169,9 @@ class TabularClassifier:
             round_timeout=float(round_timeout),
             on_round=on_round,
         )
-        result = run_in_simulation(plan, [p for p, _ in pods], cpus_per_pod=cpus_per_pod, verbose=verbose)
+        result = run_in_simulation(
+            plan, [p for p, _ in pods], cpus_per_pod=cpus_per_pod, verbose=verbose
+        )
         self._fitted = (result.task, result.weights)
         self.history_ = result.history
         return result.history
@@ -185,8 +189,10 @@ class TabularClassifier:
         resolved = self.datastructure.resolve(schema)
         if not isinstance(frame, pd.DataFrame):
             raise ConfigError(f"predict() takes a pandas DataFrame, got {type(frame).__name__}.")
-        check = schema if (require_target or resolved.target in frame) else schema.select(
-            [c for c in schema.columns if c != resolved.target]
+        check = (
+            schema
+            if (require_target or resolved.target in frame)
+            else schema.select([c for c in schema.columns if c != resolved.target])
         )
         check.validate(frame, pod="predict() input")
         encoder = TabularEncoder(schema, resolved, np.asarray(task.mean), np.asarray(task.std))
@@ -235,7 +241,9 @@ class TabularClassifier:
         """Read a model written by :meth:`serialize`, ready to predict."""
         path = Path(path)
         if not path.is_file():
-            raise FedplugError(f"model file {str(path)!r} does not exist; pass the path serialize() wrote.")
+            raise FedplugError(
+                f"model file {str(path)!r} does not exist; pass the path serialize() wrote."
+            )
         try:
             payload = torch.load(path, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file

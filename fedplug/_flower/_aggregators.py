@@ -61,7 +61,8 @@ class SecureAggregator(Aggregator):
         Model updates (a pod's weights minus the global weights) are clipped to
         ``[-clip, clip]`` per element before encoding; clipped elements are counted.
     stats_clip:
-        The bound for the feature moments used for scaling (means of x and x^2).
+        The bound for the centred feature moments used for scaling (values of order one;
+        the first exchange, of raw means, sizes its own bound from the field).
     max_weight:
         The largest number of examples a pod may report.
     min_pods:
@@ -76,7 +77,7 @@ class SecureAggregator(Aggregator):
         self,
         prime_q: int = FIELD_PRIME,
         clip: float = 8.0,
-        stats_clip: float = 1e11,
+        stats_clip: float = 1e6,
         max_weight: int = 1_000_000,
         min_pods: int = 2,
         timeout: float = 120.0,
@@ -90,11 +91,18 @@ class SecureAggregator(Aggregator):
 
     def validate(self) -> None:
         checks = [
-            (isinstance(self.prime_q, int) and 2**31 < self.prime_q < 2**62, "prime_q",
-             "a prime between 2^31 and 2^62, e.g. 2305843009213693951 (2^61 - 1)"),
+            (
+                isinstance(self.prime_q, int) and 2**31 < self.prime_q < 2**62,
+                "prime_q",
+                "a prime between 2^31 and 2^62, e.g. 2305843009213693951 (2^61 - 1)",
+            ),
             (float(self.clip) > 0, "clip", "a positive number"),
             (float(self.stats_clip) > 0, "stats_clip", "a positive number"),
-            (isinstance(self.max_weight, int) and self.max_weight >= 1, "max_weight", "an integer >= 1"),
+            (
+                isinstance(self.max_weight, int) and self.max_weight >= 1,
+                "max_weight",
+                "an integer >= 1",
+            ),
             (isinstance(self.min_pods, int) and self.min_pods >= 2, "min_pods", "an integer >= 2"),
             (float(self.timeout) > 0, "timeout", "a positive number of seconds"),
         ]

@@ -79,7 +79,9 @@ def plaintext_update(
     """What a pod computes for a train message: arrays, metrics and its example count."""
     runtime.require_task_kind("train")
     task, config = _task(message)
-    runtime.require_peers_allowed(json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name])
+    runtime.require_peers_allowed(
+        json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
+    )
     trainer = runtime.trainer(task)
     if str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS:
         vector, n = trainer.moments()
@@ -93,7 +95,9 @@ def plaintext_update(
 def plaintext_metrics(runtime: PodRuntime, message: Message) -> tuple[dict[str, float], int]:
     runtime.require_task_kind("evaluate")
     task, config = _task(message)
-    runtime.require_peers_allowed(json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name])
+    runtime.require_peers_allowed(
+        json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
+    )
     metrics = runtime.trainer(task).evaluate(message.content["arrays"].to_numpy_ndarrays())
     n = int(metrics.pop("num-examples"))
     return metrics, n

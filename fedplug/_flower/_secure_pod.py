@@ -136,7 +136,10 @@ def _encode(
         arrays, metrics, n = plaintext_update(runtime, message)
         current = message.content["arrays"].to_numpy_ndarrays()
         # Updates are sent relative to the global model: small numbers, fine precision.
-        delta = [np.asarray(a, np.float64) - np.asarray(c, np.float64) for a, c in zip(arrays, current, strict=True)]
+        delta = [
+            np.asarray(a, np.float64) - np.asarray(c, np.float64)
+            for a, c in zip(arrays, current, strict=True)
+        ]
         values = [d.ravel() for d in delta]
     else:
         metrics, n = plaintext_metrics(runtime, message)
@@ -155,21 +158,22 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     runtime.require_task_kind(kind)
     params = SecureParams.from_record(message.content[rec.SECURE_KEY])
     protocol = _protocol(runtime, context, params)
-    cache = context.state.get(CACHE_KEY)
-    if params.attempt == 0 or cache is None or int(cache["seq"].numpy()[0]) != params.seq:
-        if params.attempt != 0:
-            raise SecureAggregationError(
-                f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
-            )
+    meta = context.state.get(CACHE_KEY + "-meta")
+    cached = meta is not None and int(meta["seq"]) == params.seq
+    if params.attempt == 0:
         vector, keys = _encode(runtime, message, params, kind)
         # Kept for a possible redo, which re-masks it rather than retraining.
-        context.state[CACHE_KEY] = ArrayRecord(
-            {"seq": np.array([params.seq], np.int64), "vector": vector}
+        context.state[CACHE_KEY] = ArrayRecord([vector])
+        context.state[CACHE_KEY + "-meta"] = ConfigRecord(
+            {"seq": params.seq, "keys": json.dumps(keys)}
         )
-        context.state[CACHE_KEY + "-keys"] = ConfigRecord({"keys": json.dumps(keys)})
+    elif cached:
+        vector = context.state[CACHE_KEY].to_numpy_ndarrays()[0]
+        keys = json.loads(str(meta["keys"]))
     else:
-        vector = context.state[CACHE_KEY]["vector"].numpy()
-        keys = json.loads(str(context.state[CACHE_KEY + "-keys"]["keys"]))
+        raise SecureAggregationError(
+            f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
+        )
     masked = protocol.mask(
         vector, round=params.seq, attempt=params.attempt, participants=params.participants
     )

@@ -20,6 +20,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedplug._errors import SecureAggregationError
+from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
 
 from . import _records as rec
@@ -105,7 +106,21 @@ class SecureAggregationStrategy(AggregationStrategy):
         self.inner.summary()
 
     # -- configure --------------------------------------------------------------------
-    def _secure(self, messages: Iterable[Message], message_type: str) -> list[Message]:
+    def _stats_clip(self, config: ConfigRecord) -> float:
+        """The clip of a statistics exchange.
+
+        The first exchange sends raw column means, of unknown magnitude: it takes the
+        widest clip that still leaves 2^10 steps per unit. The second sends moments of
+        order one and uses the configured ``stats_clip``.
+        """
+        if not self._stats or TrainingTask.from_json(str(config[rec.TASK_KEY])).stats_unit:
+            return float(self.settings.stats_clip)
+        roster = len(self.keys.roster) * int(self.settings.max_weight)
+        return max(1.0, (self.settings.prime_q - 1) / 2 / roster / 2**10)
+
+    def _secure(
+        self, messages: Iterable[Message], message_type: str, stats_clip: float | None = None
+    ) -> list[Message]:
         messages = list(messages)
         participants = self.session.names(m.metadata.dst_node_id for m in messages)
         self._params = SecureParams(
@@ -116,7 +131,7 @@ class SecureAggregationStrategy(AggregationStrategy):
             roster=self.keys.roster,
             q=self.settings.prime_q,
             clip=float(self.settings.clip),
-            stats_clip=float(self.settings.stats_clip),
+            stats_clip=float(stats_clip or self.settings.stats_clip),
             max_weight=int(self.settings.max_weight),
             n_pods=len(self.keys.roster),
         )
@@ -126,7 +141,9 @@ class SecureAggregationStrategy(AggregationStrategy):
     def _message(self, template: Message, params: SecureParams, message_type: str) -> Message:
         content = RecordDict(dict(template.content.items()))
         content[rec.SECURE_KEY] = params.to_record()
-        return Message(content, dst_node_id=template.metadata.dst_node_id, message_type=message_type)
+        return Message(
+            content, dst_node_id=template.metadata.dst_node_id, message_type=message_type
+        )
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -137,7 +154,7 @@ class SecureAggregationStrategy(AggregationStrategy):
         inner = self.inner.configure_train(
             server_round, arrays, self._config(config), PodGrid(grid, self.session)
         )
-        return self._secure(inner, rec.SECURE_TRAIN)
+        return self._secure(inner, rec.SECURE_TRAIN, self._stats_clip(config))
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -149,7 +166,9 @@ class SecureAggregationStrategy(AggregationStrategy):
         return self._secure(inner, rec.SECURE_EVALUATE)
 
     # -- aggregate --------------------------------------------------------------------
-    def _secure_sum(self, replies: Iterable[Message], what: str) -> tuple[np.ndarray, int, list[str]]:
+    def _secure_sum(
+        self, replies: Iterable[Message], what: str
+    ) -> tuple[np.ndarray, int, list[str]]:
         """Decode the sum of the participants' vectors, redoing once after a dropout."""
         assert self._params is not None and self._grid is not None
         params = self._params
@@ -158,27 +177,52 @@ class SecureAggregationStrategy(AggregationStrategy):
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
         dropped = sorted(set(params.participants) - set(answered))
         if dropped:
-            reasons = {p: failed.get(p, f"no answer within {self.session.round_timeout}s") for p in dropped}
-            logger.warning("%s: pod(s) %s dropped out (%s); redoing the round once with the "
-                           "survivors", what, dropped, reasons)
-            survivors = self.keys.server.survivors(params.participants, answered)
+            reasons = {
+                p: failed.get(p, f"no answer within {self.session.round_timeout}s") for p in dropped
+            }
+            logger.warning(
+                "%s: pod(s) %s dropped out (%s); redoing the round once with the survivors",
+                what,
+                dropped,
+                reasons,
+            )
+            try:
+                survivors = self.keys.server.survivors(params.participants, answered)
+            except SecureAggregationError as exc:
+                detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
+                raise SecureAggregationError(f"{what}: {exc}. Why: {detail}") from exc
             answered = self._redo(params, survivors, what)
-        uploads = {pod: reply.content["masked"].to_numpy_ndarrays()[0] for pod, reply in answered.items()}
-        layouts = {json.dumps(json.loads(str(r.content["layout"]["metric-keys"]))) for r in answered.values()}
+        uploads = {
+            pod: reply.content["masked"].to_numpy_ndarrays()[0] for pod, reply in answered.items()
+        }
+        layouts = {
+            json.dumps(json.loads(str(r.content["layout"]["metric-keys"])))
+            for r in answered.values()
+        }
         if len(layouts) != 1:
-            raise SecureAggregationError(f"{what}: pods reported different metrics {sorted(layouts)}.")
+            raise SecureAggregationError(
+                f"{what}: pods reported different metrics {sorted(layouts)}."
+            )
         keys = json.loads(layouts.pop())
         total = self.keys.server.sum_masked(uploads, sorted(answered))
         codec = FixedPointCodec(
-            params.stats_clip if self._stats else params.clip, params.max_weight, params.n_pods, params.q
+            params.stats_clip if self._stats else params.clip,
+            params.max_weight,
+            params.n_pods,
+            params.q,
         )
         n_total = int(codec.decode_int(total[-2]))
         clipped = int(codec.decode_int(total[-1]))
         if clipped:
             self.clipped_total += clipped
-            logger.warning("%s: %d value(s) were clipped to [-%g, %g] before aggregation; raise "
-                           "the aggregator's clip setting if this recurs.", what, clipped,
-                           codec.clip, codec.clip)
+            logger.warning(
+                "%s: %d value(s) were clipped to [-%g, %g] before aggregation; raise "
+                "the aggregator's clip setting if this recurs.",
+                what,
+                clipped,
+                codec.clip,
+                codec.clip,
+            )
         if n_total <= 0:
             raise SecureAggregationError(f"{what}: the pods reported no examples.")
         mean = codec.decode_sum(total[:-2]) / n_total

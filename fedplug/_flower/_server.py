@@ -16,7 +16,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedplug._errors import PodConfigError, PolicyRefusal, SchemaError, TrainingError
 from fedplug.data import Schema, combine_pod_schemas
-from fedplug.learning import TrainingTask, scaling_for
+from fedplug.learning import TrainingTask, moment_units, scaling_for
 
 from . import _records as rec
 from ._aggregators import Aggregator
@@ -69,15 +69,21 @@ def discover_pods(
                 node = reply.metadata.src_node_id
                 asked.add(node)
                 if reply.has_error():
-                    logger.warning("SuperNode %s answered the schema query with an error: %s",
-                                   node, reply.error.reason)
+                    logger.warning(
+                        "SuperNode %s answered the schema query with an error: %s",
+                        node,
+                        reply.error.reason,
+                    )
                     continue
                 record = reply.content["schema"]
-                found[node] = (str(record["pod"]), {
-                    "schema": json.loads(str(record["schema"])),
-                    "require_secure": bool(record["require-secure"]),
-                    "min_pods": int(record["min-pods"]),
-                })
+                found[node] = (
+                    str(record["pod"]),
+                    {
+                        "schema": json.loads(str(record["schema"])),
+                        "require_secure": bool(record["require-secure"]),
+                        "min_pods": int(record["min-pods"]),
+                    },
+                )
         names = {name for name, _ in found.values()}
         if set(wanted) <= names:
             break
@@ -125,13 +131,9 @@ def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
             )
 
 
-def global_moments(
-    grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask
+def _stats_exchange(
+    grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask, size: int
 ) -> np.ndarray:
-    """Cross-pod feature moments, through the run's aggregator (secure when it is)."""
-    n_cont = len(_continuous(task))
-    if n_cont == 0:
-        return np.zeros(0)
     inner = FlowerFedAvg(
         fraction_evaluate=0.0,
         min_train_nodes=len(session.pods),
@@ -139,8 +141,7 @@ def global_moments(
     )
     strategy = plan.aggregator.wrap(inner, session)
     config = ConfigRecord({rec.TASK_KEY: task.to_json(), rec.PHASE_KEY: rec.PHASE_STATS})
-    zeros = ArrayRecord([np.zeros(2 * n_cont)])
-    messages = strategy.configure_train(0, zeros, config, grid)
+    messages = strategy.configure_train(0, ArrayRecord([np.zeros(size)]), config, grid)
     replies = grid.send_and_receive(messages, timeout=plan.round_timeout)
     arrays, _ = strategy.aggregate_train(0, replies)
     if arrays is None:
@@ -148,11 +149,20 @@ def global_moments(
     return arrays.to_numpy_ndarrays()[0]
 
 
-def _continuous(task: TrainingTask) -> list[str]:
-    from fedplug.learning import DataStructure
+def cross_pod_scaling(
+    grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask
+) -> TrainingTask:
+    """Scaling statistics across pods, through the run's aggregator (secure when it is).
 
-    schema = Schema.from_dict(task.schema)
-    return DataStructure.from_dict(task.datastructure).resolve(schema).continuous
+    Two exchanges: the means, then moments of ``(x - mean) / unit``, which are of order
+    one and so keep their precision through a fixed-point secure sum.
+    """
+    k = len(task.continuous())
+    if k == 0:
+        return task
+    means = _stats_exchange(grid, plan, session, task, k)
+    centred = task.with_stats_center(means, moment_units(means))
+    return scaling_for(centred, _stats_exchange(grid, plan, session, centred, 2 * k))
 
 
 def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
@@ -161,7 +171,7 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
     check_task_against_pods(plan, infos)
     session = PodSession(pods=nodes, round_timeout=plan.round_timeout)
     plan.aggregator.setup(grid, session)
-    task = scaling_for(plan.task, global_moments(grid, plan, session, plan.task))
+    task = cross_pod_scaling(grid, plan, session, plan.task)
     strategy = plan.aggregator.wrap(plan.strategy, session, plan.on_round)
     config = ConfigRecord({rec.TASK_KEY: task.to_json(), rec.PHASE_KEY: rec.PHASE_FIT})
     result = strategy.start(

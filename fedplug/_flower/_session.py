@@ -91,24 +91,32 @@ def split_replies(
                 payload = json.loads(reply.error.reason or "{}")
             except json.JSONDecodeError:
                 payload = {"message": reply.error.reason, "reason": "refused", "pods": [pod]}
-            refusals.append((payload.get("message", ""), payload.get("reason", ""), payload.get("pods", [pod])))
+            refusals.append(
+                (payload.get("message", ""), payload.get("reason", ""), payload.get("pods", [pod]))
+            )
         else:
             failed[pod] = str(reply.error.reason)
     if refusals:
         pods = sorted({p for _, _, ps in refusals for p in ps})
         text = "; ".join(m for m, _, _ in refusals)
-        raise PolicyRefusal(
-            f"{what} was refused: {text}", reason=refusals[0][1], pods=pods
-        )
+        raise PolicyRefusal(f"{what} was refused: {text}", reason=refusals[0][1], pods=pods)
     return good, failed
 
 
-def missing_pods(session: PodSession, sent: Sequence[Message], replies: Sequence[Message]) -> list[str]:
+def missing_pods(
+    session: PodSession, sent: Sequence[Message], replies: Sequence[Message]
+) -> list[str]:
     answered = {r.metadata.src_node_id for r in replies}
-    return [session.pods.get(m.metadata.dst_node_id, "?") for m in sent if m.metadata.dst_node_id not in answered]
+    return [
+        session.pods.get(m.metadata.dst_node_id, "?")
+        for m in sent
+        if m.metadata.dst_node_id not in answered
+    ]
 
 
-def raise_if_all_failed(what: str, failed: dict[str, str], missing: Sequence[str], good: int) -> None:
+def raise_if_all_failed(
+    what: str, failed: dict[str, str], missing: Sequence[str], good: int
+) -> None:
     if good:
         return
     parts = [f"pod {p!r}: {reason}" for p, reason in failed.items()]

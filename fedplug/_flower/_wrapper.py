@@ -54,7 +54,9 @@ class AggregationStrategy(Strategy):
         for pod, reason in failed.items():
             logger.warning("%s: pod %r failed: %s", what, pod, reason)
         for pod in missing:
-            logger.warning("%s: pod %r did not answer within %ss", what, pod, self.session.round_timeout)
+            logger.warning(
+                "%s: pod %r did not answer within %ss", what, pod, self.session.round_timeout
+            )
         raise_if_all_failed(what, failed, missing, len(good))
         return good
 

@@ -30,17 +30,23 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command")
     demo = sub.add_parser("demo", help="write a tutorial's pods")
     demo.add_argument("name", choices=["census-income"])
-    demo.add_argument("--dir", default=None, help="pod directory (default: $FEDPLUG_POD_DIR or ./pods)")
+    demo.add_argument(
+        "--dir", default=None, help="pod directory (default: $FEDPLUG_POD_DIR or ./pods)"
+    )
     pod = sub.add_parser("pod", help="check or start a pod")
     pod_sub = pod.add_subparsers(dest="pod_command", metavar="pod_command", required=True)
     check = pod_sub.add_parser("check", help="check a pod file and its data")
     check.add_argument("pod_file")
     start = pod_sub.add_parser("start", help="check a pod, then run a SuperNode serving it")
     start.add_argument("pod_file")
-    start.add_argument("--superlink", required=True, help="the SuperLink's Fleet API address HOST:PORT")
+    start.add_argument(
+        "--superlink", required=True, help="the SuperLink's Fleet API address HOST:PORT"
+    )
     start.add_argument("--insecure", action="store_true", help="no TLS (local testing only)")
     start.add_argument("--root-certificates", default=None, help="the CA certificate (PEM) for TLS")
-    start.add_argument("--auth-key", default=None, help="this SuperNode's private key for node authentication")
+    start.add_argument(
+        "--auth-key", default=None, help="this SuperNode's private key for node authentication"
+    )
     start.add_argument("--clientappio-api-address", default=None)
     evaluate = sub.add_parser("evaluate", help="score a saved model on a labelled file")
     evaluate.add_argument("model")

@@ -53,7 +53,9 @@ def plot_history(history: list[dict], path: Path, title: str = "fedplug run") ->
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for key in ("train_loss",):
         left.plot(rounds, [h["train"].get(key) for h in history], marker="o", label=key)
-    left.plot(rounds, [h["evaluate"].get("loss") for h in history], marker="o", label="validation loss")
+    left.plot(
+        rounds, [h["evaluate"].get("loss") for h in history], marker="o", label="validation loss"
+    )
     left.set_xlabel("round")
     left.set_title("loss")
     left.legend()

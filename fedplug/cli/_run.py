@@ -85,7 +85,7 @@ def run_from_config(cfg: Any) -> float | None:
     pod_dirs = [Path(d) for d in pods.get("dirs") or []]
     _ensure_demo(pods, pod_dirs)
     model_cfg = _plain(cfg.model)
-    model_cls = load_plugin("models", model_cfg.pop("name"))
+    model_cls = load_plugin("models", _plugin_ref(model_cfg, "model"))
     optimizer = model_cfg.pop("optimizer", None) or {}
     ds = _plain(cfg.datastructure)
     model = model_cls(
@@ -95,19 +95,21 @@ def run_from_config(cfg: Any) -> float | None:
         **_only(model_cfg, model_cls, "model"),
     )
     agg_cfg = _plain(cfg.aggregator)
-    aggregator = load_plugin("aggregators", agg_cfg["name"])(**(agg_cfg.get("params") or {}))
+    agg_ref = _plugin_ref(agg_cfg, "aggregator")
+    aggregator = load_plugin("aggregators", agg_ref)(**(agg_cfg.get("params") or {}))
     strat_cfg = _plain(cfg.strategy)
+    strat_ref = _plugin_ref(strat_cfg, "strategy")
     fed = _plain(cfg.federation)
     console.print(
         f"[bold]fedplug run[/]: {model_cls.__name__} on pods {pods['identifiers']} | "
-        f"aggregator={agg_cfg['name']} strategy={strat_cfg['name']} rounds={model.rounds} "
+        f"aggregator={agg_ref} strategy={strat_ref} rounds={model.rounds} "
         f"seed={cfg.seed}\noutputs: {out_dir}"
     )
     started = time.monotonic()
     history = model.fit(
         pods["identifiers"],
         aggregator=aggregator,
-        strategy=strat_cfg["name"],
+        strategy=strat_ref,
         strategy_params=strat_cfg.get("params") or {},
         pod_dirs=pod_dirs,
         round_timeout=float(fed.get("round_timeout", 300.0)),
@@ -120,6 +122,18 @@ def run_from_config(cfg: Any) -> float | None:
     print_results(console, history, seconds, out_dir)
     final = history[-1]["evaluate"] if history else {}
     return float(final.get("accuracy", 0.0)) if final else None
+
+
+def _plugin_ref(group_cfg: dict, group: str) -> str:
+    """Pop a group's plugin reference: an entry-point ``name`` or a ``_target_`` path."""
+    name, target = group_cfg.pop("name", None), group_cfg.pop("_target_", None)
+    if (name is None) == (target is None):
+        raise ConfigError(
+            f"the {group} config must give exactly one of `name` (a plugin name, see "
+            f"`fedplug plugins`) and `_target_` (an import path package.module:attribute); "
+            f"got name={name!r}, _target_={target!r}. Remove one, e.g. ~{group}.name."
+        )
+    return str(name if name is not None else target)
 
 
 def _only(params: dict, cls: type, what: str) -> dict:

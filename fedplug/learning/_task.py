@@ -40,6 +40,9 @@ class TrainingTask:
     seed: int = 42
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    # Set between the two statistics exchanges: moments are then of (x - center) / unit.
+    stats_center: list[float] = field(default_factory=list)
+    stats_unit: list[float] = field(default_factory=list)
 
     def to_json(self) -> str:
         # Key order matters: column order defines the model inputs.
@@ -57,6 +60,15 @@ class TrainingTask:
         data.update(mean=[float(v) for v in mean], std=[float(v) for v in std])
         return TrainingTask(**data)
 
+    def with_stats_center(self, center: np.ndarray, unit: np.ndarray) -> TrainingTask:
+        data = asdict(self)
+        data.update(stats_center=[float(v) for v in center], stats_unit=[float(v) for v in unit])
+        return TrainingTask(**data)
+
+    def continuous(self) -> list[str]:
+        schema = Schema.from_dict(self.schema)
+        return DataStructure.from_dict(self.datastructure).resolve(schema).continuous
+
 
 class PodTrainer:
     """Pod-side execution of a task on one pod's (already validated) frames."""
@@ -73,8 +85,18 @@ class PodTrainer:
 
     # -- feature statistics -------------------------------------------------------------
     def moments(self) -> tuple[np.ndarray, int]:
-        """This pod's moment vector and the number of rows it summarises."""
-        vector = local_feature_moments(self._train_frame, self.resolved.continuous)
+        """This pod's statistics and the number of rows they summarise.
+
+        First exchange: the column means. Second (once the task carries a public centre
+        and unit per column): the first two moments of ``(x - centre) / unit``.
+        """
+        columns = self.resolved.continuous
+        if not self.task.stats_unit:
+            vector = local_feature_moments(self._train_frame, columns)[: len(columns)]
+        else:
+            vector = local_feature_moments(
+                self._train_frame, columns, self.task.stats_center, self.task.stats_unit
+            )
         return vector, len(self._train_frame)
 
     # -- training and evaluation --------------------------------------------------------
@@ -115,12 +137,9 @@ class PodTrainer:
         return evaluate_local(net, self._data("validation"))
 
 
-def scaling_for(task: TrainingTask, global_moments: np.ndarray) -> TrainingTask:
+def scaling_for(task: TrainingTask, centred_moments: np.ndarray) -> TrainingTask:
     """Return the task with the cross-pod scaling statistics filled in."""
-    k = len(
-        DataStructure.from_dict(task.datastructure)
-        .resolve(Schema.from_dict(task.schema))
-        .continuous
+    mean, std = scaling_from_moments(
+        centred_moments, len(task.continuous()), task.stats_center, task.stats_unit
     )
-    mean, std = scaling_from_moments(global_moments, k)
     return task.with_scaling(mean, std)

@@ -1,0 +1,367 @@
+"""``Schema``: the ordered column specs of a pod's table, with inference, YAML and checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedplug._errors import SchemaError
+from fedplug.data._columns import DTYPES, STYPES, ColumnSpec, check_stype, python_scalar
+from fedplug.data._text import did_you_mean, quoted, short_value, type_name
+from fedplug.data._validate import Violation, find_violations, validation_error
+from fedplug.data._yaml import dump_yaml, read_yaml, write_text
+
+SCHEMA_KEYS: tuple[str, ...] = ("name", "columns", "num_rows")
+
+
+def _storage_type(series: pd.Series, name: str) -> tuple[str, pd.Series]:
+    """The schema dtype of a column, and the series to take values from."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    kind = series.dtype
+    if pd.api.types.is_bool_dtype(kind):
+        return "bool", series
+    if pd.api.types.is_integer_dtype(kind):
+        return "int", series
+    if pd.api.types.is_float_dtype(kind):
+        return "float", series
+    if isinstance(kind, pd.StringDtype):
+        return "string", series
+    if pd.api.types.is_object_dtype(kind):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        by_inferred = {
+            "string": "string",
+            "empty": "string",
+            "boolean": "bool",
+            "integer": "int",
+            "floating": "float",
+            "mixed-integer-float": "float",
+        }
+        if inferred in by_inferred:
+            return by_inferred[inferred], series
+        types = sorted({type_name(v) for v in series.dropna().tolist()})
+        raise SchemaError(
+            f"column {name!r} mixes value types ({', '.join(types)}); convert it to a single "
+            "type before loading, or leave it out with ignore_cols"
+        )
+    raise SchemaError(
+        f"column {name!r} has dtype {kind}, which schemas do not support (only numbers, "
+        "booleans and strings); convert it (e.g. dates to strings) or leave it out with "
+        "ignore_cols"
+    )
+
+
+def _infer_column(
+    name: str,
+    series: pd.Series,
+    forced: str | None,
+    max_categories: int,
+    description: str | None,
+) -> ColumnSpec:
+    dtype, series = _storage_type(series, name)
+    present = series.dropna()
+    if forced is None:
+        if dtype in ("int", "float"):
+            stype = "continuous"
+        elif dtype == "bool":
+            stype = "categorical"
+        else:
+            stype = "categorical" if present.nunique() <= max_categories else "text"
+    else:
+        stype = forced
+    if stype == "continuous" and dtype not in ("int", "float"):
+        raise SchemaError(
+            f"column {name!r} holds {dtype} values and cannot be continuous; force it to "
+            "'categorical' or 'text' instead, or convert it to numbers"
+        )
+    if stype == "text" and dtype != "string":
+        raise SchemaError(
+            f"column {name!r} holds {dtype} values; only string columns can be 'text'; force it "
+            "to 'continuous' or 'categorical' instead"
+        )
+    categories = None
+    if stype == "categorical":
+        values = pd.unique(present)
+        if dtype == "float":
+            as_float = np.asarray(values, dtype=float)
+            if not np.all(np.isclose(as_float, np.round(as_float))):
+                raise SchemaError(
+                    f"column {name!r} holds non-integer numbers and cannot be categorical; "
+                    "keep it continuous, or round it to integers first"
+                )
+            # Integral floats come from int columns with missing values (CSV reading).
+            dtype, values = "int", np.round(as_float).astype(np.int64)
+        categories = tuple(python_scalar(v) for v in values)
+    return ColumnSpec(
+        name=name,
+        stype=stype,  # type: ignore[arg-type]
+        dtype=dtype,
+        categories=categories,
+        nullable=bool(series.isna().any()),
+        description=description,
+    )
+
+
+def _check_known(kind: str, names: Iterable[str], available: list[str]) -> None:
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), available)
+        raise SchemaError(
+            f"{kind} names column(s) {quoted(unknown)} that the data does not have{hint}; "
+            f"available columns: {quoted(available)}"
+        )
+
+
+class Schema(Mapping[str, ColumnSpec]):
+    """Ordered mapping of column name -> ``ColumnSpec``, plus a name and a row count.
+
+    ``num_rows`` is a count only (never rows) and is not part of equality: two schemas are
+    equal when their names and ordered column specs are.
+    """
+
+    def __init__(
+        self,
+        columns: Iterable[ColumnSpec] | Mapping[str, ColumnSpec] = (),
+        *,
+        name: str | None = None,
+        num_rows: int | None = None,
+    ) -> None:
+        specs = list(columns.values()) if isinstance(columns, Mapping) else list(columns)
+        self._columns: dict[str, ColumnSpec] = {}
+        for spec in specs:
+            if not isinstance(spec, ColumnSpec):
+                raise SchemaError(
+                    f"schema columns must be ColumnSpec objects, got {short_value(spec)}"
+                )
+            if spec.name in self._columns:
+                raise SchemaError(
+                    f"column {spec.name!r} is declared twice in schema {name!r}; keep one"
+                )
+            self._columns[spec.name] = spec
+        if name is not None and not isinstance(name, str):
+            raise SchemaError(f"schema name must be a string, got {short_value(name)}")
+        if num_rows is not None and (
+            isinstance(num_rows, bool)
+            or not isinstance(num_rows, (int, np.integer))
+            or num_rows < 0
+        ):
+            raise SchemaError(
+                f"schema num_rows must be a non-negative integer, got {short_value(num_rows)}"
+            )
+        self.name = name
+        self.num_rows = None if num_rows is None else int(num_rows)
+
+    # -- mapping protocol -----------------------------------------------------------------
+    def __getitem__(self, column: str) -> ColumnSpec:
+        try:
+            return self._columns[column]
+        except KeyError:
+            raise SchemaError(
+                f"schema {self.name!r} has no column {column!r}"
+                f"{did_you_mean(str(column), self._columns)}; its columns are "
+                f"{quoted(self._columns)}"
+            ) from None
+
+    def get(self, column: str, default: Any = None) -> Any:
+        return self._columns.get(column, default)
+
+    def __contains__(self, column: object) -> bool:
+        return column in self._columns
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schema):
+            return NotImplemented
+        return self.name == other.name and list(self._columns.values()) == list(
+            other._columns.values()
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self._columns.values())))
+
+    def __repr__(self) -> str:
+        return (
+            f"Schema(name={self.name!r}, num_rows={self.num_rows!r}, "
+            f"columns={list(self._columns)!r})"
+        )
+
+    # -- views ----------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        return list(self._columns)
+
+    def _of_stype(self, stype: str) -> list[str]:
+        return [n for n, spec in self._columns.items() if spec.stype == stype]
+
+    def continuous(self) -> list[str]:
+        return self._of_stype("continuous")
+
+    def categorical(self) -> list[str]:
+        return self._of_stype("categorical")
+
+    def text(self) -> list[str]:
+        return self._of_stype("text")
+
+    def select(self, columns: Iterable[str]) -> Schema:
+        """The schema of ``columns`` only, in the order given."""
+        if isinstance(columns, str):
+            columns = [columns]
+        wanted = list(columns)
+        unknown = [c for c in wanted if c not in self._columns]
+        if unknown:
+            raise SchemaError(
+                f"cannot select column(s) {quoted(unknown)}: schema {self.name!r} does not "
+                f"have them{did_you_mean(str(unknown[0]), self._columns)}; its columns are "
+                f"{quoted(self._columns)}"
+            )
+        return Schema([self._columns[c] for c in wanted], name=self.name, num_rows=self.num_rows)
+
+    # -- inference ------------------------------------------------------------------------
+    @classmethod
+    def infer(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        name: str | None = None,
+        force_stypes: Mapping[str, str] | None = None,
+        ignore_cols: Iterable[str] = (),
+        descriptions: Mapping[str, str] | None = None,
+        max_categories: int = 100,
+    ) -> Schema:
+        """Infer a schema from a frame.
+
+        Numbers are continuous, booleans categorical, strings categorical when they have at
+        most ``max_categories`` distinct values and text otherwise; ``force_stypes``
+        overrides that per column. Vocabularies are the sorted distinct non-null values.
+        """
+        if not isinstance(frame, pd.DataFrame):
+            raise SchemaError(
+                f"Schema.infer needs a pandas DataFrame, got {type_name(frame)}; load the "
+                "data into a DataFrame first"
+            )
+        if (
+            isinstance(max_categories, bool)
+            or not isinstance(max_categories, int)
+            or (max_categories < 1)
+        ):
+            raise SchemaError(
+                f"max_categories must be a positive integer, got {short_value(max_categories)}"
+            )
+        labels = list(frame.columns)
+        bad_labels = [c for c in labels if not isinstance(c, str)]
+        if bad_labels:
+            raise SchemaError(
+                f"column labels must be strings, got {quoted(bad_labels[:5])}; name the "
+                "columns (e.g. read_csv(names=[...]) or frame.columns = [...])"
+            )
+        duplicated = sorted({c for c in labels if labels.count(c) > 1})
+        if duplicated:
+            raise SchemaError(
+                f"column(s) {quoted(duplicated)} appear more than once in the data; give every "
+                "column a unique name"
+            )
+        force = dict(force_stypes or {})
+        if isinstance(ignore_cols, str):
+            ignore_cols = [ignore_cols]
+        ignored = list(ignore_cols)
+        notes = dict(descriptions or {})
+        _check_known("force_stypes", force, labels)
+        _check_known("ignore_cols", ignored, labels)
+        _check_known("descriptions", notes, labels)
+        for col, stype in force.items():
+            check_stype(stype, f"force_stypes for column {col!r}")
+        for col, text in notes.items():
+            if not isinstance(text, str):
+                raise SchemaError(
+                    f"description of column {col!r} must be a string, got {type_name(text)}"
+                )
+        specs = [
+            _infer_column(col, frame[col], force.get(col), max_categories, notes.get(col))
+            for col in labels
+            if col not in ignored
+        ]
+        return cls(specs, name=name, num_rows=len(frame))
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """``{name?, columns: {col: {stype, dtype, categories?, nullable, description?}}}``."""
+        out: dict[str, Any] = {}
+        if self.name is not None:
+            out["name"] = self.name
+        out["columns"] = {n: spec.to_dict() for n, spec in self._columns.items()}
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """What a pod publishes about its data: ``to_dict()`` plus ``num_rows`` (JSON-safe)."""
+        out = self.to_dict()
+        out["num_rows"] = self.num_rows
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, source: str = "schema") -> Schema:
+        """Inverse of ``to_dict`` / ``metadata``; ``source`` names the origin in errors."""
+        if not isinstance(d, Mapping):
+            raise SchemaError(
+                f"{source}: expected a mapping with keys {quoted(SCHEMA_KEYS)}, got "
+                f"{short_value(d)}; write `columns:` at the top level"
+            )
+        unknown = [k for k in d if k not in SCHEMA_KEYS]
+        if unknown:
+            key = str(unknown[0])
+            raise SchemaError(
+                f"{source}: unknown key {key!r}{did_you_mean(key, SCHEMA_KEYS)}; valid "
+                f"top-level keys are {quoted(SCHEMA_KEYS)}"
+            )
+        columns = d.get("columns")
+        if not isinstance(columns, Mapping) or not columns:
+            raise SchemaError(
+                f"{source}: 'columns' must be a non-empty mapping of column name -> "
+                "{stype, dtype, categories, nullable, description}"
+            )
+        specs = [ColumnSpec.from_dict(str(n), spec, source) for n, spec in columns.items()]
+        try:
+            return cls(specs, name=d.get("name"), num_rows=d.get("num_rows"))
+        except SchemaError as exc:
+            raise SchemaError(f"{source}: {exc}") from exc
+
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write the schema as readable YAML; returns the path written."""
+        path = Path(path)
+        header = (
+            "# fedplug schema: semantic type (stype), storage type (dtype), vocabulary\n"
+            "# (categories, categorical only) and nullability of each column.\n"
+            f"# Valid stypes: {', '.join(STYPES)}. Valid dtypes: {', '.join(DTYPES)}.\n"
+        )
+        write_text(path, header + dump_yaml(self.to_dict()), what="schema file", error=SchemaError)
+        return path
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Schema:
+        path = Path(path)
+        data = read_yaml(
+            path,
+            what="schema file",
+            error=SchemaError,
+            fix="check the path (schema.file in the pod YAML is relative to the pod file)",
+        )
+        return cls.from_dict(data, source=f"schema file '{path}'")
+
+    # -- validation -----------------------------------------------------------------------
+    def violations(self, frame: pd.DataFrame, max_examples: int = 5) -> list[Violation]:
+        """Every way ``frame`` breaks this schema (extra columns are allowed)."""
+        return find_violations(self._columns, frame, max_examples=max_examples)
+
+    def validate(self, frame: pd.DataFrame, *, pod: str | None = None) -> None:
+        """Raise ``DataValidationError`` listing every violation; never modifies ``frame``."""
+        found = self.violations(frame)
+        if found:
+            raise validation_error(found, pod=pod, schema_name=self.name)

@@ -1,0 +1,39 @@
+"""Layer 2: datastructures, the tabular model, encoding, local training and metrics.
+
+Uses torch and :mod:`fedplug.data`; never Flower.
+"""
+
+from __future__ import annotations
+
+from ._datastructure import DataStructure, ResolvedColumns
+from ._encoding import EncodedTable, TabularEncoder
+from ._evaluation import evaluate_local
+from ._metrics import classification_metrics, roc_auc
+from ._model import TabularNet, TabularNetSpec, embedding_dim, get_weights, set_weights
+from ._optimizer import Optimizer
+from ._stats import local_feature_moments, moment_units, scaling_from_moments
+from ._task import PodTrainer, TrainingTask, scaling_for  # noqa: E402 - uses the above
+from ._training import train_local
+
+__all__ = [
+    "PodTrainer",
+    "TrainingTask",
+    "scaling_for",
+    "DataStructure",
+    "EncodedTable",
+    "Optimizer",
+    "ResolvedColumns",
+    "TabularEncoder",
+    "TabularNet",
+    "TabularNetSpec",
+    "classification_metrics",
+    "embedding_dim",
+    "evaluate_local",
+    "get_weights",
+    "local_feature_moments",
+    "moment_units",
+    "roc_auc",
+    "scaling_from_moments",
+    "set_weights",
+    "train_local",
+]

@@ -1,0 +1,206 @@
+"""Which columns of a pod's table a task uses: the target and the features."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fedplug._errors import DataStructureError
+
+if TYPE_CHECKING:
+    from fedplug.data import Schema
+
+_KEYS = ("target", "table", "selected_cols", "ignore_cols")
+
+
+@dataclass(frozen=True)
+class ResolvedColumns:
+    """The columns a datastructure uses on a given schema, in schema order."""
+
+    target: str
+    categorical: list[str] = field(default_factory=list)
+    continuous: list[str] = field(default_factory=list)
+    classes: tuple = ()
+
+    @property
+    def features(self) -> list[str]:
+        """Categorical then continuous feature columns (the encoder's order)."""
+        return [*self.categorical, *self.continuous]
+
+
+def _names(value: object, what: str) -> list[str]:
+    # A bare string would silently iterate over its characters.
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise DataStructureError(
+            f"datastructure: {what} must be a list of column names, got {value!r}; "
+            f"write e.g. {what}=['age', 'workclass']"
+        )
+    names = list(value)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise DataStructureError(
+            f"datastructure: {what} must contain column names (strings), got {bad!r}; "
+            "quote the column names"
+        )
+    return names
+
+
+def _as_list(value: Any) -> Any:
+    # Strings and scalars are kept as they are so resolve() reports them clearly.
+    if value is None or isinstance(value, str) or not isinstance(value, Iterable):
+        return value
+    return list(value)
+
+
+class DataStructure:
+    """The target column and the feature columns of a task.
+
+    ``table`` names the table each pod reads: one name for all pods, or a mapping
+    ``{pod name: table name}``. ``__init__`` only stores; :meth:`resolve` and
+    :meth:`check_pods` validate against a schema and a set of pods.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        table: str | Mapping[str, str] | None = None,
+        selected_cols: Sequence[str] | None = None,
+        ignore_cols: Sequence[str] = (),
+    ) -> None:
+        self.target = target
+        self.table = table
+        self.selected_cols = selected_cols
+        self.ignore_cols = ignore_cols
+
+    def resolve(self, schema: Schema) -> ResolvedColumns:
+        """Check the datastructure against ``schema`` and list the columns it uses.
+
+        Text columns are left out silently (the tabular models cannot use them).
+        """
+        available = list(schema.columns)
+        categorical = set(schema.categorical())
+        if not isinstance(self.target, str) or not self.target:
+            raise DataStructureError(
+                f"datastructure: target must be a column name, got {self.target!r}; "
+                f"pick one of the categorical columns {sorted(categorical)}"
+            )
+        if self.target not in schema:
+            raise DataStructureError(
+                f"datastructure: target column {self.target!r} is not in the schema; "
+                f"pick one of the categorical columns {sorted(categorical)}"
+            )
+        if self.target not in categorical:
+            raise DataStructureError(
+                f"datastructure: target column {self.target!r} is "
+                f"{schema[self.target].stype}, but a classifier needs a categorical target; "
+                f"pick one of the categorical columns {sorted(categorical)} or force the "
+                f"column's stype to categorical in the schema"
+            )
+        classes = tuple(schema[self.target].categories or ())
+        if len(classes) < 2:
+            raise DataStructureError(
+                f"datastructure: target column {self.target!r} has {len(classes)} class(es) "
+                f"{list(classes)} in the schema; a classifier needs at least 2"
+            )
+
+        ignored = _names(self.ignore_cols, "ignore_cols")
+        selected = (
+            None if self.selected_cols is None else _names(self.selected_cols, "selected_cols")
+        )
+        unknown = [c for c in [*(selected or []), *ignored] if c not in schema]
+        if unknown:
+            raise DataStructureError(
+                f"datastructure: unknown column(s) {sorted(set(unknown))} in "
+                f"selected_cols/ignore_cols; available columns are {available}"
+            )
+        both = sorted(set(selected or ()) & set(ignored))
+        if both:
+            raise DataStructureError(
+                f"datastructure: column(s) {both} are both selected and ignored; "
+                "remove them from one of selected_cols and ignore_cols"
+            )
+        if self.target in ignored:
+            raise DataStructureError(
+                f"datastructure: target column {self.target!r} is in ignore_cols; "
+                "remove it from ignore_cols (the target is never used as a feature)"
+            )
+
+        wanted = set(available if selected is None else selected) - set(ignored) - {self.target}
+        cat = [c for c in available if c in wanted and schema[c].stype == "categorical"]
+        cont = [c for c in available if c in wanted and schema[c].stype == "continuous"]
+        if not cat and not cont:
+            raise DataStructureError(
+                f"datastructure: no feature columns left for target {self.target!r} "
+                "(text columns are not used); select at least one categorical or "
+                f"continuous column from {available}"
+            )
+        return ResolvedColumns(
+            target=self.target, categorical=cat, continuous=cont, classes=classes
+        )
+
+    def check_pods(self, pod_names: Iterable[str]) -> None:
+        """With a per-pod ``table`` mapping, every pod must be in it and vice versa."""
+        if not isinstance(self.table, Mapping):
+            return
+        pods = set(pod_names)
+        mapped = set(self.table)
+        missing = sorted(pods - mapped)
+        extra = sorted(mapped - pods)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"pod(s) {missing} have no entry in datastructure.table")
+            if extra:
+                parts.append(f"datastructure.table names pod(s) {extra} that are not in the run")
+            raise DataStructureError(
+                "datastructure: " + "; ".join(parts) + f" (pods in the run: {sorted(pods)}); "
+                "give exactly one table per pod in datastructure.table"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML/JSON-safe dictionary."""
+        table = dict(self.table) if isinstance(self.table, Mapping) else self.table
+        return {
+            "target": self.target,
+            "table": table,
+            "selected_cols": None if self.selected_cols is None else list(self.selected_cols),
+            "ignore_cols": list(self.ignore_cols),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataStructure:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        if not isinstance(data, Mapping):
+            raise DataStructureError(
+                f"datastructure: expected a mapping with keys {list(_KEYS)}, got {data!r}"
+            )
+        unknown = sorted(set(data) - set(_KEYS))
+        if unknown:
+            raise DataStructureError(
+                f"datastructure: unknown key(s) {unknown}; valid keys are {list(_KEYS)}"
+            )
+        if "target" not in data:
+            raise DataStructureError(
+                "datastructure: missing key 'target'; name the categorical column to predict"
+            )
+        table = data.get("table")
+        if isinstance(table, Mapping):
+            table = dict(table)
+        return cls(
+            target=data["target"],
+            table=table,
+            selected_cols=_as_list(data.get("selected_cols")),
+            ignore_cols=_as_list(data.get("ignore_cols")) or [],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DataStructure):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"DataStructure({args})"

@@ -1,0 +1,162 @@
+"""Fixed-point encoding of weighted float updates into the field, with a no-wrap guarantee.
+
+Why the sum can never wrap
+--------------------------
+Let h = (q - 1) / 2, n = n_pods, W = max_weight, c = clip, and
+
+    scale = floor(h / (n * W * c))          (>= 1, checked; see the float64 cap below)
+    vmax  = floor(h / (n * W))              (largest |v| one element may take).
+
+Encoding clips x to [-c, c], rounds v = rint(x * scale) and then clamps v to [-vmax, vmax]
+(the clamp only matters when rounding pushes c * scale, which is <= h / (n W), up past vmax; it
+moves v by at most one unit). A pod with weight w in [0, W] contributes w * v, so
+|w * v| <= W * vmax <= h / n < 2^62 fits an int64. Summed over at most n pods,
+
+    |sum_i w_i * v_i| <= n * W * vmax <= h = (q - 1) / 2.
+
+Every integer in [-h, h] has exactly one representative modulo q (negatives as q - |s|), so the
+field sum maps back to the exact integer sum: values above h decode as negative. Masks cancel
+modulo q and do not affect this. Counts are covered the same way: n * W <= h is checked, and
+each count is in [0, W].
+
+Precision: the scale is also capped so that c * scale <= 2^52 and scale is an exact float64.
+Then x * scale is computed with an error <= 1/2 and rint adds <= 1/2, so every encoded element
+is within one unit (1/scale) of x * scale, and a decoded sum within sum_i w_i / scale of the
+exact weighted sum (plus float64 rounding of the result). The cap only binds for tiny
+n * W * c, where finer steps than float64 resolves would be meaningless anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from fractions import Fraction
+
+import numpy as np
+
+from fedplug._errors import SecureAggregationError
+from fedplug.secagg._field import Q, as_field, check_prime
+
+_PRODUCT_CAP = 2**52  # largest |x * scale|, so the float64 product is exact to 1/2
+
+
+def _exact_float_floor(n: int) -> int:
+    """The largest integer <= n that a float64 represents exactly."""
+    f = float(n)
+    if int(f) > n:
+        f = math.nextafter(f, 0.0)
+    return int(f)
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise SecureAggregationError(f"{name}={value!r} must be a positive integer; fix {name}")
+    return int(value)
+
+
+class FixedPointCodec:
+    """Encode ``weight * clip(x)`` as field elements so that n_pods of them sum without wrapping.
+
+    ``clip`` bounds |x| per element, ``max_weight`` bounds a pod's weight (its example count)
+    and ``n_pods`` bounds how many pods are summed; the scale is derived from them and ``q``.
+    """
+
+    def __init__(self, clip: float, max_weight: int, n_pods: int, q: int = Q) -> None:
+        self.q = check_prime(q)
+        if (
+            isinstance(clip, bool)
+            or not isinstance(clip, numbers.Real)
+            or not math.isfinite(clip)
+            or clip <= 0
+        ):
+            raise SecureAggregationError(
+                f"clip={clip!r} must be a positive finite number (the largest |value| of an "
+                "update element); fix clip"
+            )
+        self.clip = float(clip)
+        self.max_weight = _positive_int(max_weight, "max_weight")
+        self.n_pods = _positive_int(n_pods, "n_pods")
+        half = (self.q - 1) // 2
+        capacity = self.n_pods * self.max_weight
+        if capacity > half:
+            raise SecureAggregationError(
+                f"n_pods * max_weight = {self.n_pods} * {self.max_weight} = {capacity} exceeds "
+                f"(q - 1) / 2 = {half}, so counts could wrap; lower max_weight (cap the example "
+                "count a pod reports) or n_pods, or use a larger prime_q"
+            )
+        # Exact rational arithmetic: a float division could round the scale up past the bound.
+        scale = math.floor(Fraction(half) / (capacity * Fraction(self.clip)))
+        scale = _exact_float_floor(min(scale, math.floor(Fraction(_PRODUCT_CAP) / Fraction(clip))))
+        if scale < 1:
+            raise SecureAggregationError(
+                f"fixed-point scale would be {scale} < 1: n_pods * max_weight * clip = "
+                f"{self.n_pods} * {self.max_weight} * {self.clip} exceeds (q - 1) / 2 = {half}; "
+                "lower clip (the update range) first, then max_weight or n_pods"
+            )
+        self.scale: int = scale
+        self.vmax: int = half // capacity
+        self._half = half
+
+    def __repr__(self) -> str:
+        return (
+            f"FixedPointCodec(clip={self.clip}, max_weight={self.max_weight}, "
+            f"n_pods={self.n_pods}, q={self.q}, scale={self.scale})"
+        )
+
+    def _check_weight(self, weight: object, what: str) -> int:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Integral)
+            or not 0 <= weight <= self.max_weight
+        ):
+            raise SecureAggregationError(
+                f"{what} {weight!r} must be an integer in [0, max_weight={self.max_weight}]; "
+                "raise max_weight in the aggregator settings or cap the pod's example count"
+            )
+        return int(weight)
+
+    def encode_weighted(self, x: object, weight: int) -> tuple[np.ndarray, int]:
+        """Return ``(field elements of weight * x, number of clipped elements)``; same shape."""
+        w = self._check_weight(weight, "weight")
+        arr = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = arr.size - int(np.count_nonzero(finite))
+            raise SecureAggregationError(
+                f"update has {bad} non-finite element(s) (NaN or inf); a diverged update is not "
+                "clipped silently: lower the learning rate or check the pod's data"
+            )
+        n_clipped = int(np.count_nonzero(np.abs(arr) > self.clip))
+        v = np.clip(arr.reshape(-1), -self.clip, self.clip)  # 1-D: in-place ops need an array
+        v *= float(self.scale)  # exact float; |v| <= 2^52 so the product errs by <= 1/2
+        v = np.rint(v).astype(np.int64)
+        np.clip(v, -self.vmax, self.vmax, out=v)
+        v *= w  # |v * w| <= max_weight * vmax <= (q - 1) / 2, see the module docstring
+        return self._to_field(v).reshape(arr.shape), n_clipped
+
+    def _to_field(self, v: np.ndarray) -> np.ndarray:
+        out = v.astype(np.uint64)  # two's complement view of negatives, fixed below
+        negative = v < 0
+        out[negative] = np.uint64(self.q) - np.abs(v[negative]).astype(np.uint64)
+        return out
+
+    def encode_count(self, n: int) -> np.uint64:
+        """Encode an example count (an integer in [0, max_weight], scale 1) as a field element."""
+        count = self._check_weight(n, "count")
+        return np.uint64(count)
+
+    def _signed(self, field_values: object) -> np.ndarray:
+        arr = as_field(field_values, self.q, name="field sum")
+        signed = arr.astype(np.int64)
+        negative = arr > np.uint64(self._half)
+        signed[negative] = -(np.uint64(self.q) - arr[negative]).astype(np.int64)
+        return signed
+
+    def decode_int(self, field_values: object) -> int | np.ndarray:
+        """Signed integer(s) a field sum stands for (int for a scalar, int64 array otherwise)."""
+        signed = self._signed(field_values)
+        return int(signed) if signed.ndim == 0 else signed
+
+    def decode_sum(self, field_sum: object) -> np.ndarray:
+        """Float64 value of a sum of encoded weighted updates: ``sum_i w_i * x_i``."""
+        return self._signed(field_sum).astype(np.float64) / self.scale

@@ -1,0 +1,144 @@
+"""Pairwise secrets (X25519 + HKDF) and per-round mask vectors (HKDF + AES-256-CTR)."""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+from collections.abc import Iterable
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from fedplug._errors import SecureAggregationError
+from fedplug.secagg._field import Q, check_prime
+from fedplug.secagg._keys import _length_prefixed, exchange_public_bytes
+
+_PAIR_DOMAIN = b"fedplug/secagg/pair-secret/v1"
+_MASK_DOMAIN = b"fedplug/secagg/mask/v1"
+_PARTICIPANTS_DOMAIN = b"fedplug/secagg/participants/v1"
+
+
+def pair_secret(
+    my_exchange_private: X25519PrivateKey, peer_exchange_public: bytes | X25519PublicKey
+) -> bytes:
+    """32-byte secret shared by two pods: HKDF of their X25519 result, bound to both keys.
+
+    Symmetric: ``pair_secret(a, B) == pair_secret(b, A)``.
+    """
+    mine = exchange_public_bytes(my_exchange_private)
+    try:
+        if isinstance(peer_exchange_public, X25519PublicKey):
+            peer_key = peer_exchange_public
+        else:
+            peer_key = X25519PublicKey.from_public_bytes(bytes(peer_exchange_public))
+        shared = my_exchange_private.exchange(peer_key)
+    except ValueError as exc:
+        # Wrong length, or a low-order point giving an all-zero secret (OpenSSL refuses it).
+        shown = (
+            bytes(peer_exchange_public).hex()
+            if isinstance(peer_exchange_public, (bytes, bytearray, memoryview))
+            else repr(peer_exchange_public)
+        )
+        raise SecureAggregationError(
+            f"cannot agree a pair secret with peer exchange key {shown}: {exc}; "
+            "the peer's key bundle is malformed (or a low-order point), restart the run setup"
+        ) from exc
+    peer = peer_key.public_bytes_raw()
+    low, high = sorted((mine, peer))
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=_length_prefixed(_PAIR_DOMAIN, low, high),
+    )
+    return hkdf.derive(shared)
+
+
+def participants_digest(participants: Iterable[str]) -> bytes:
+    """SHA-256 of the sorted participant names (order-insensitive, domain-separated)."""
+    names = sorted(set(participants))
+    return hashlib.sha256(
+        _length_prefixed(_PARTICIPANTS_DOMAIN, *(n.encode() for n in names))
+    ).digest()
+
+
+def _nonnegative_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise SecureAggregationError(f"{name}={value!r} must be a non-negative integer")
+    return int(value)
+
+
+_CHUNK = 1 << 18
+_ZEROS = bytes(_CHUNK)  # encrypting zeros yields the raw keystream
+
+
+def _keystream_words(encryptor: object, count: int) -> np.ndarray:
+    """The next ``count`` little-endian uint64 words of the AES-CTR keystream (writable)."""
+    nbytes = 8 * count
+    # update_into wants block_size - 1 spare bytes after each output slice.
+    buf = np.empty(nbytes + 15, dtype=np.uint8)
+    view = memoryview(buf)
+    # Chunks keep the zero input small and cache-resident instead of allocating nbytes of it.
+    for start in range(0, nbytes, _CHUNK):
+        size = min(_CHUNK, nbytes - start)
+        data = _ZEROS if size == _CHUNK else _ZEROS[:size]
+        encryptor.update_into(data, view[start : start + size + 15])  # type: ignore[attr-defined]
+    words = buf[:nbytes].view("<u8")
+    return words.astype(np.uint64, copy=False)  # no copy on little-endian hosts
+
+
+def expand_mask(
+    secret: bytes,
+    *,
+    run_id: str,
+    round: int,
+    attempt: int,
+    participants_digest: bytes,
+    length: int,
+    q: int = Q,
+) -> np.ndarray:
+    """A uniform vector in [0, q)^length, deterministic in its inputs.
+
+    HKDF-SHA256 turns the pair secret and the (run, round, attempt, participants, q) context
+    into an AES-256 key and 16-byte initial counter; the AES-CTR keystream is cut into uint64
+    words, masked to q's bit length and rejection-sampled into [0, q), so the result is exactly
+    uniform (for q = 2^61 - 1 a word is rejected with probability 2^-61).
+    """
+    q = check_prime(q)
+    if not isinstance(run_id, str) or not run_id:
+        raise SecureAggregationError(f"run_id={run_id!r} must be a non-empty string")
+    round = _nonnegative_int(round, "round")
+    attempt = _nonnegative_int(attempt, "attempt")
+    length = _nonnegative_int(length, "length")
+    if not isinstance(secret, bytes) or len(secret) < 16:
+        raise SecureAggregationError("pair secret must be at least 16 bytes; use pair_secret()")
+    if not isinstance(participants_digest, bytes) or len(participants_digest) != 32:
+        raise SecureAggregationError(
+            "participants_digest must be the 32-byte participants_digest(participants)"
+        )
+    info = _length_prefixed(
+        _MASK_DOMAIN,
+        run_id.encode(),
+        round.to_bytes(8, "big"),
+        attempt.to_bytes(8, "big"),
+        participants_digest,
+        q.to_bytes(8, "big"),
+    )
+    okm = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=info).derive(secret)
+    encryptor = Cipher(algorithms.AES(okm[:32]), modes.CTR(okm[32:])).encryptor()
+    low_bits = np.uint64((1 << q.bit_length()) - 1)
+    bound = np.uint64(q)
+    out = _keystream_words(encryptor, length)
+    np.bitwise_and(out, low_bits, out=out)
+    rejected = np.flatnonzero(out >= bound)
+    # Refill rejected slots, in order, from the continuing keystream: both pods of a pair run
+    # the same deterministic loop, so they still derive identical masks.
+    while rejected.size:
+        fresh = _keystream_words(encryptor, rejected.size)
+        np.bitwise_and(fresh, low_bits, out=fresh)
+        out[rejected] = fresh
+        rejected = rejected[fresh >= bound]
+    return out

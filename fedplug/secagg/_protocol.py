@@ -1,0 +1,470 @@
+"""The secure-aggregation protocol as pure state machines (no transport, no Flower).
+
+Per run: every pod publishes a signed :class:`KeyBundle` (``PodProtocol.start_run``), the server
+collects them into a roster and sends it back, and every pod checks the roster against its own
+policy and derives a pair secret with every other pod (``accept_roster``). Per round: each pod
+masks its encoded update over the round's participants (``mask``) and the server adds the
+uploads (``ServerProtocol.sum_masked``); pairwise masks cancel, only the sum remains. If pods
+drop, the round is redone once (attempt 1) over the survivors with fresh masks.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from fedplug._errors import PolicyRefusal, SecureAggregationError
+from fedplug.secagg._field import Q, as_field, check_prime, iadd, isub, sum_vectors
+from fedplug.secagg._keys import (
+    IdentityKey,
+    KeyBundle,
+    b64decode_key,
+    bundle_is_valid,
+    exchange_public_bytes,
+    new_exchange_key,
+)
+from fedplug.secagg._masks import expand_mask, pair_secret, participants_digest
+
+MAX_ATTEMPT = 1
+"""Attempts are 0 (the round) and 1 (its single redo over the survivors)."""
+
+
+def _as_bundle(item: KeyBundle | Mapping[str, object]) -> KeyBundle:
+    return item if isinstance(item, KeyBundle) else KeyBundle.from_dict(item)
+
+
+def _min_pods(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise SecureAggregationError(
+            f"min_pods={value!r} must be a positive integer; fix min_pods in the pod policy"
+        )
+    return int(value)
+
+
+def _names(pods: Iterable[str]) -> list[str]:
+    return sorted(set(pods))
+
+
+class PodProtocol:
+    """A pod's side: key setup, roster policy checks, and masking of encoded updates."""
+
+    def __init__(
+        self,
+        pod: str,
+        identity: IdentityKey,
+        *,
+        approved_pods: Collection[str] | None,
+        pinned_keys: Mapping[str, bytes | str] | None,
+        min_pods: int,
+        q: int = Q,
+    ) -> None:
+        if not isinstance(pod, str) or not pod:
+            raise SecureAggregationError(f"pod name {pod!r} must be a non-empty string")
+        self.pod = pod
+        self.identity = identity
+        self.approved_pods = None if approved_pods is None else frozenset(approved_pods)
+        self.pinned_keys = {
+            name: b64decode_key(key, what=f"pod {pod!r}: pinned key of pod {name!r}")
+            for name, key in (pinned_keys or {}).items()
+        }
+        self.min_pods = _min_pods(min_pods)
+        self.q = check_prime(q)
+        self._run_id: str | None = None
+        self._bundle: KeyBundle | None = None
+        self._exchange: X25519PrivateKey | None = None
+        self._secrets: dict[str, bytes] | None = None
+        self._peer_keys: dict[str, bytes] = {}
+        self._round = -1
+        self._attempt = -1
+        self._attempt0_participants: frozenset[str] | None = None
+
+    # -- run setup ---------------------------------------------------------------------------
+
+    def start_run(self, run_id: str) -> KeyBundle:
+        """Make a fresh exchange key for ``run_id`` and return the signed bundle to publish."""
+        if not isinstance(run_id, str) or not run_id:
+            raise SecureAggregationError(f"run_id={run_id!r} must be a non-empty string")
+        self._exchange = new_exchange_key()
+        self._run_id = run_id
+        self._bundle = KeyBundle.create(
+            self.identity, self.pod, run_id, exchange_public_bytes(self._exchange)
+        )
+        self._secrets, self._peer_keys = None, {}
+        self._round, self._attempt, self._attempt0_participants = -1, -1, None
+        return self._bundle
+
+    @property
+    def run_id(self) -> str | None:
+        """The run this pod started (None before start_run)."""
+        return self._run_id
+
+    @property
+    def roster_pods(self) -> list[str]:
+        """Pods of the accepted roster, this one included (empty before accept_roster)."""
+        return sorted([self.pod, *self._secrets]) if self._secrets is not None else []
+
+    def export_state(self) -> dict[str, str | int | bool | bytes | list[str] | list[bytes]]:
+        """This run's state as flat str/int/bool/bytes/list values (fits a Flower ConfigRecord).
+
+        For a ClientApp rebuilt per message: keep it in ``context.state``. It holds the
+        exchange PRIVATE key, so it must stay on the pod and never be sent.
+        """
+        if self._exchange is None or self._run_id is None:
+            raise SecureAggregationError(
+                f"pod {self.pod!r} has no run to export; call start_run() first"
+            )
+        peers = sorted(self._peer_keys)
+        return {
+            "run_id": self._run_id,
+            "exchange_private": self._exchange.private_bytes_raw(),
+            "roster_accepted": self._secrets is not None,
+            "peer_pods": peers,
+            "peer_keys": [self._peer_keys[p] for p in peers],
+            "round": self._round,
+            "attempt": self._attempt,
+            "attempt0_participants": sorted(self._attempt0_participants or ()),
+        }
+
+    def restore_state(self, state: Mapping[str, object]) -> None:
+        """Resume a run from ``export_state()`` output (same pod name and identity key)."""
+        try:
+            run_id = str(state["run_id"])
+            exchange = X25519PrivateKey.from_private_bytes(bytes(state["exchange_private"]))
+            peers = [str(p) for p in state["peer_pods"]]
+            keys = [bytes(k) for k in state["peer_keys"]]
+            accepted = bool(state["roster_accepted"])
+            round_, attempt = int(state["round"]), int(state["attempt"])
+            attempt0 = [str(p) for p in state["attempt0_participants"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: saved secure-aggregation state is incomplete or corrupt "
+                f"({exc!r}); restart the run setup"
+            ) from exc
+        if len(peers) != len(keys):
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: saved state lists {len(peers)} peers but {len(keys)} keys; "
+                "restart the run setup"
+            )
+        self._exchange, self._run_id = exchange, run_id
+        # Ed25519 signatures are deterministic, so this is the bundle published at start_run.
+        self._bundle = KeyBundle.create(
+            self.identity, self.pod, run_id, exchange_public_bytes(exchange)
+        )
+        self._peer_keys = dict(zip(peers, keys, strict=True))
+        self._secrets = (
+            {p: pair_secret(exchange, k) for p, k in self._peer_keys.items()} if accepted else None
+        )
+        self._round, self._attempt = round_, attempt
+        self._attempt0_participants = frozenset(attempt0) if attempt0 else None
+
+    def _refuse(self, reason: str, pods: Iterable[str], problem: str, fix: str) -> PolicyRefusal:
+        pods = _names(pods)
+        return PolicyRefusal(
+            f"pod {self.pod!r} refuses secure aggregation ({reason}) in run {self._run_id!r}: "
+            f"{problem} {pods}; {fix}",
+            reason=reason,
+            pods=pods,
+        )
+
+    def accept_roster(
+        self, run_id: str, roster: Sequence[KeyBundle | Mapping[str, object]]
+    ) -> None:
+        """Check the roster against this pod's policy, then derive the pair secrets."""
+        if self._bundle is None or run_id != self._run_id:
+            raise SecureAggregationError(
+                f"pod {self.pod!r} got a roster for run {run_id!r} but started run "
+                f"{self._run_id!r}; call start_run({run_id!r}) and publish its bundle first"
+            )
+        bundles = [_as_bundle(b) for b in roster]
+        counts = Counter(b.pod for b in bundles)
+        duplicated = [name for name, n in counts.items() if n > 1]
+        if duplicated:
+            raise self._refuse(
+                "duplicate-pod",
+                duplicated,
+                "the roster lists these pods more than once:",
+                "each pod must publish exactly one key bundle per run; restart the run setup",
+            )
+        exchange_counts = Counter(b.exchange_public for b in bundles)
+        shared = [b.pod for b in bundles if exchange_counts[b.exchange_public] > 1]
+        if shared:
+            raise self._refuse(
+                "duplicate-pod",
+                shared,
+                "these pods present the same exchange key (a copied or reflected key):",
+                "every pod must generate its own exchange key; restart the run setup",
+            )
+        by_pod = {b.pod: b for b in bundles}
+        if by_pod.get(self.pod) != self._bundle:
+            raise self._refuse(
+                "own-key-missing",
+                [self.pod],
+                "the roster lacks this pod's own key bundle, or altered it:",
+                "the server must return every bundle unchanged; restart the run setup",
+            )
+        others = [b for b in bundles if b.pod != self.pod]
+        bad = [b.pod for b in others if not bundle_is_valid(b, run_id)]
+        if bad:
+            raise self._refuse(
+                "bad-signature",
+                bad,
+                "the key bundles of these pods are not validly signed for this run:",
+                "they were altered in transit or are from another run; restart the run setup",
+            )
+        mismatched = [
+            b.pod
+            for b in others
+            if b.pod in self.pinned_keys and self.pinned_keys[b.pod] != b.identity_public
+        ]
+        if mismatched:
+            raise self._refuse(
+                "pinned-key-mismatch",
+                mismatched,
+                "these pods present an identity key other than the one pinned for them:",
+                "if a pod's key really changed, update identity.pinned_keys in this pod's YAML "
+                "with its new public key; otherwise someone is impersonating it",
+            )
+        if self.approved_pods is not None:
+            unapproved = [b.pod for b in others if b.pod not in self.approved_pods]
+            if unapproved:
+                raise self._refuse(
+                    "unapproved-pod",
+                    unapproved,
+                    f"these pods are not in this pod's approved_pods {sorted(self.approved_pods)}:",
+                    "add them to approved_pods in this pod's YAML, or run without them",
+                )
+        if len(bundles) < self.min_pods:
+            raise self._refuse(
+                "too-few-pods",
+                by_pod,
+                f"the roster has {len(bundles)} pod(s), fewer than this pod's "
+                f"min_pods={self.min_pods}:",
+                "run with more pods or lower policy.min_pods in this pod's YAML",
+            )
+        secrets: dict[str, bytes] = {}
+        for b in others:
+            try:
+                secrets[b.pod] = pair_secret(self._exchange, b.exchange_public)
+            except SecureAggregationError as exc:
+                raise SecureAggregationError(
+                    f"pod {self.pod!r}, run {run_id!r}: the exchange key of pod {b.pod!r} is "
+                    f"unusable ({exc}); that pod must restart its run setup"
+                ) from exc
+        self._secrets = secrets
+        self._peer_keys = {b.pod: b.exchange_public for b in others}
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    def _check_round(self, round: object, attempt: object) -> tuple[int, int]:
+        for name, value in (("round", round), ("attempt", attempt)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise SecureAggregationError(
+                    f"pod {self.pod!r}: {name}={value!r} must be a non-negative integer"
+                )
+        round, attempt = int(round), int(attempt)
+        if attempt > MAX_ATTEMPT:
+            raise self._refuse(
+                "replayed-round",
+                [self.pod],
+                f"round {round} asks for attempt {attempt}, but a pod re-masks at most once per "
+                "round (attempts 0 and 1); pod:",
+                "start a new round instead of redoing this one again",
+            )
+        if round < self._round or (round == self._round and attempt <= self._attempt):
+            raise self._refuse(
+                "replayed-round",
+                [self.pod],
+                f"(round {round}, attempt {attempt}) is not after the last one masked "
+                f"(round {self._round}, attempt {self._attempt}); reusing masks would reveal "
+                "update differences; pod:",
+                "number rounds increasingly and redo a round at most once",
+            )
+        return round, attempt
+
+    def mask(
+        self,
+        values: np.ndarray,
+        *,
+        round: int,
+        attempt: int,
+        participants: Sequence[str],
+    ) -> np.ndarray:
+        """Return ``values`` (field elements) plus this pod's pairwise masks for the round.
+
+        For every other participant p, the mask shared with p is added if ``self.pod < p``
+        and subtracted otherwise, so all masks cancel in the sum over ``participants``.
+        """
+        if self._secrets is None:
+            raise SecureAggregationError(
+                f"pod {self.pod!r} has no accepted roster; call start_run() and accept_roster() "
+                "before masking"
+            )
+        round, attempt = self._check_round(round, attempt)
+        names = list(participants)
+        dupes = [n for n, c in Counter(names).items() if c > 1]
+        if dupes:
+            raise self._refuse(
+                "duplicate-pod",
+                dupes,
+                f"round {round} lists these participants more than once:",
+                "list each participant once",
+            )
+        members = frozenset(names)
+        if self.pod not in members:
+            raise SecureAggregationError(
+                f"pod {self.pod!r} was asked to mask round {round} but is not among its "
+                f"participants {sorted(members)}; the server must include every pod it asks"
+            )
+        unknown = members - set(self.roster_pods)
+        if unknown:
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: round {round} participants {sorted(unknown)} are not in the "
+                f"accepted roster {self.roster_pods}; pods must join at run setup, restart the run"
+            )
+        if len(members) < self.min_pods:
+            raise self._refuse(
+                "too-few-pods",
+                set(self.roster_pods) - members,
+                f"round {round} (attempt {attempt}) has {len(members)} participant(s), fewer than "
+                f"min_pods={self.min_pods}; missing pods:",
+                "wait for the missing pods or lower policy.min_pods in this pod's YAML",
+            )
+        if attempt == 1 and round == self._round and self._attempt0_participants is not None:
+            added = members - self._attempt0_participants
+            if added:
+                raise self._refuse(
+                    "participants-changed",
+                    added,
+                    f"the redo of round {round} adds participants that were not in attempt 0; "
+                    "two sums over different sets would reveal their difference; added pods:",
+                    "a redo may only drop pods, never add them",
+                )
+        out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update").copy()
+        # Record the round before masking, so no failure can leave it reusable.
+        self._round, self._attempt = round, attempt
+        if attempt == 0:
+            self._attempt0_participants = members
+        flat = out.reshape(-1)
+        digest = participants_digest(members)
+        for peer in sorted(members - {self.pod}):
+            m = expand_mask(
+                self._secrets[peer],
+                run_id=self._run_id,
+                round=round,
+                attempt=attempt,
+                participants_digest=digest,
+                length=flat.size,
+                q=self.q,
+            )
+            if self.pod < peer:
+                iadd(flat, m, self.q)
+            else:
+                isub(flat, m, self.q)
+        return out
+
+
+class ServerProtocol:
+    """The aggregator's side: builds the roster, sums masked uploads, decides redos."""
+
+    def __init__(self, run_id: str, *, min_pods: int, q: int = Q) -> None:
+        if not isinstance(run_id, str) or not run_id:
+            raise SecureAggregationError(f"run_id={run_id!r} must be a non-empty string")
+        self.run_id = run_id
+        self.min_pods = _min_pods(min_pods)
+        self.q = check_prime(q)
+        self._bundles: dict[str, KeyBundle] = {}
+
+    def collect_bundles(self, bundles: Iterable[KeyBundle | Mapping[str, object]]) -> None:
+        """Add the pods' published bundles, checking signatures (pods check them again)."""
+        new = [_as_bundle(b) for b in bundles]
+        counts = Counter([*self._bundles, *(b.pod for b in new)])
+        duplicated = sorted(name for name, n in counts.items() if n > 1)
+        if duplicated:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: pods {duplicated} published more than one key bundle; "
+                "each pod publishes exactly one per run (check for two pods with the same name)"
+            )
+        bad = sorted(b.pod for b in new if not bundle_is_valid(b, self.run_id))
+        if bad:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: key bundles of pods {bad} are not validly signed for this "
+                "run; restart those pods' run setup"
+            )
+        self._bundles.update({b.pod: b for b in new})
+
+    @property
+    def pods(self) -> list[str]:
+        return sorted(self._bundles)
+
+    def roster(self) -> list[KeyBundle]:
+        """All collected bundles, sorted by pod; at least ``min_pods`` of them."""
+        if len(self._bundles) < self.min_pods:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: only {len(self._bundles)} pod(s) {self.pods} published "
+                f"key bundles, fewer than min_pods={self.min_pods}; start more pods"
+            )
+        return [self._bundles[name] for name in self.pods]
+
+    def _check_known(self, participants: Iterable[str]) -> list[str]:
+        names = list(participants)
+        if len(set(names)) != len(names):
+            dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: participants {dupes} are listed more than once"
+            )
+        unknown = sorted(set(names) - set(self._bundles))
+        if unknown:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: participants {unknown} are not in the roster "
+                f"{self.pods}; pods must publish a key bundle at run setup"
+            )
+        return sorted(names)
+
+    def survivors(self, participants: Iterable[str], responded: Iterable[str]) -> list[str]:
+        """Participants that responded (sorted); the redo's participants if any are missing."""
+        names = self._check_known(participants)
+        answered = set(responded)
+        alive = [n for n in names if n in answered]
+        if len(alive) < self.min_pods:
+            missing = [n for n in names if n not in answered]
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: pods {missing} did not respond; only {len(alive)} of "
+                f"{len(names)} participants {alive} remain, fewer than min_pods={self.min_pods}, "
+                "so no sum can be released; check those pods and rerun"
+            )
+        return alive
+
+    def sum_masked(
+        self, uploads: Mapping[str, np.ndarray], participants: Iterable[str]
+    ) -> np.ndarray:
+        """Sum of the participants' masked uploads: the sum of their encoded updates."""
+        names = self._check_known(participants)
+        if len(names) < self.min_pods:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: {len(names)} participant(s) {names}, fewer than "
+                f"min_pods={self.min_pods}; no sum is released over so few pods"
+            )
+        missing = [n for n in names if n not in uploads]
+        if missing:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: pods {missing} did not upload; masks only cancel when "
+                "every participant uploads: redo the round over survivors()"
+            )
+        extra = sorted(set(uploads) - set(names))
+        if extra:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: uploads from pods {extra} that are not participants of "
+                f"this round {names}; drop them (their masks do not cancel)"
+            )
+        arrays = {n: as_field(uploads[n], self.q, name=f"upload of pod {n!r}") for n in names}
+        shapes = {n: a.shape for n, a in arrays.items()}
+        if len(set(shapes.values())) > 1:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}: uploads have different shapes {shapes}; every pod must "
+                "encode the same model arrays in the same order"
+            )
+        return sum_vectors([arrays[n] for n in names], self.q)

@@ -1,0 +1,108 @@
+"""Pair secrets and mask expansion: symmetric, deterministic, context-bound, in range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedplug._errors import SecureAggregationError
+from fedplug.secagg import Q, expand_mask, new_exchange_key, pair_secret, participants_digest
+from fedplug.secagg._keys import exchange_public_bytes
+
+SECRET = bytes(range(32))
+DIGEST = participants_digest(["a", "b", "c"])
+
+
+def _mask(**overrides: object) -> np.ndarray:
+    args: dict[str, object] = {
+        "run_id": "run-1",
+        "round": 3,
+        "attempt": 0,
+        "participants_digest": DIGEST,
+        "length": 1000,
+        "q": Q,
+    }
+    args.update(overrides)
+    secret = args.pop("secret", SECRET)
+    return expand_mask(secret, **args)  # type: ignore[arg-type]
+
+
+def test_pair_secret_is_symmetric_and_pair_specific() -> None:
+    a, b, c = new_exchange_key(), new_exchange_key(), new_exchange_key()
+    pub = {k: exchange_public_bytes(v) for k, v in {"a": a, "b": b, "c": c}.items()}
+    ab = pair_secret(a, pub["b"])
+    assert ab == pair_secret(b, pub["a"]) == pair_secret(b, a.public_key())
+    assert len(ab) == 32
+    assert ab != pair_secret(a, pub["c"]) != pair_secret(b, pub["c"])
+
+
+@pytest.mark.parametrize("peer", [bytes(32), b"\x01" + bytes(31), bytes(31)])
+def test_low_order_or_malformed_peer_keys_are_refused(peer: bytes) -> None:
+    with pytest.raises(SecureAggregationError, match=f"exchange key {peer.hex()}.*restart"):
+        pair_secret(new_exchange_key(), peer)
+
+
+def test_mask_is_deterministic_and_prefix_consistent() -> None:
+    first = _mask(length=5000)
+    assert np.array_equal(first, _mask(length=5000))
+    assert np.array_equal(first[:37], _mask(length=37))
+    assert first.dtype == np.uint64 and first.flags.writeable
+    assert _mask(length=0).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"secret": bytes(32)},
+        {"run_id": "run-2"},
+        {"round": 4},
+        {"attempt": 1},
+        {"participants_digest": participants_digest(["a", "b"])},
+        {"q": 2**62 - 57},
+    ],
+)
+def test_every_context_field_changes_the_mask(change: dict[str, object]) -> None:
+    base, other = _mask(), _mask(**change)
+    # Independent uniform vectors: essentially no element coincides.
+    assert np.count_nonzero(base == other) == 0
+
+
+def test_participants_digest_is_order_insensitive_and_set_specific() -> None:
+    assert participants_digest(["b", "a", "c"]) == DIGEST
+    assert participants_digest(["a", "b"]) != DIGEST
+    # Length prefixes: joining names differently gives a different digest.
+    assert participants_digest(["ab", "c"]) != participants_digest(["a", "bc"])
+
+
+@pytest.mark.parametrize("q", [Q, 2**62 - 57, 2**61 + 15, 65537, 11, 3])
+def test_mask_values_lie_in_the_field_and_cover_it(q: int) -> None:
+    mask = _mask(q=q, length=60_000)
+    assert int(mask.max()) < q
+    # Mean of a uniform variable on [0, q): q/2 -1/2, with standard error q / sqrt(12 n).
+    mean = float(mask.astype(np.float64).mean())
+    assert abs(mean - (q - 1) / 2) < 6 * q / np.sqrt(12 * mask.size)
+
+
+def test_rejection_sampling_keeps_small_fields_uniform() -> None:
+    # For q = 11 every 4-bit word >= 11 is rejected (5/16 of them); counts must stay flat.
+    counts = np.bincount(_mask(q=11, length=110_000), minlength=11)
+    expected = 10_000
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 10 + 6 * np.sqrt(20)  # df = 10, six standard deviations
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"secret": b"short"}, "at least 16 bytes"),
+        ({"participants_digest": b"x"}, "32-byte participants_digest"),
+        ({"round": -1}, "round=-1 must be a non-negative integer"),
+        ({"attempt": 1.0}, "attempt=1.0 must be a non-negative integer"),
+        ({"length": -3}, "length=-3 must be"),
+        ({"run_id": ""}, "run_id='' must be a non-empty string"),
+        ({"q": 15}, "prime_q=15 is not an odd prime"),
+    ],
+)
+def test_bad_mask_arguments(change: dict[str, object], message: str) -> None:
+    with pytest.raises(SecureAggregationError, match=message):
+        _mask(**change)
