@@ -74,6 +74,10 @@ class TabularClassifier:
     ``__init__`` only stores its parameters; they are checked when ``fit`` is called.
     """
 
+    #: The fedplug plugin API this model is written for (it is the ``tabular-classifier``
+    #: model plugin).
+    fedplug_plugin_api = 1
+
     def __init__(
         self,
         datastructure: DataStructure,

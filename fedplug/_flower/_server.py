@@ -134,8 +134,8 @@ def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
 def _stats_exchange(
     grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask, size: int
 ) -> np.ndarray:
+    # Statistics need the plain weighted mean: Flower's FedAvg, whatever the run's strategy.
     inner = FlowerFedAvg(
-        fraction_evaluate=0.0,
         min_train_nodes=len(session.pods),
         min_available_nodes=len(session.pods),
     )

@@ -19,8 +19,10 @@ from ._server import RunPlan, RunResult, run_plan
 
 def quiet_flower(verbose: bool) -> None:
     """Flower logs every message at INFO; fedplug prints its own progress instead."""
-    level = logging.INFO if verbose else logging.WARNING
-    logging.getLogger("flwr").setLevel(level)
+    # Flower's own warnings (a deprecation notice for run_simulation, which `flwr run`
+    # replaces for apps but not for an in-process API) would drown fedplug's progress.
+    logging.getLogger("flwr").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def run_in_simulation(
@@ -46,6 +48,7 @@ def run_in_simulation(
     # Ray would otherwise print a banner and warnings for every actor; the pods' own
     # errors come back to the server as error replies.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     backend_config = {
         "client_resources": {"num_cpus": cpus_per_pod, "num_gpus": 0.0},
         "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},

@@ -106,9 +106,14 @@ def _pod_yaml(name: str, other: str, schema: dict, comment: str) -> str:
     return comment + dump_yaml(config)
 
 
+DEMO_TEST_FILE = "census-income-test.csv"
+
+
 def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
     """Write the two census-income demo pods (CSV + YAML each) and the agreed schema file.
 
+    Also writes ``census-income-test.csv``, the held-out Adult test file with its
+    ``TARGET`` column, for scoring a trained model (``fedplug evaluate``); it is no pod.
     Returns the paths of the two pod YAML files. The packaged data is only read.
     """
     directory = Path(directory)
@@ -138,6 +143,8 @@ def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
             raise DataSourceError(
                 f"cannot write '{directory / f'{name}.csv'}' ({exc}); choose a writable folder"
             ) from exc
+
+    load_adult("test").to_csv(directory / DEMO_TEST_FILE, index=False)
 
     header = (
         "# fedplug pod: census-income demo (UCI Adult, CC BY 4.0; Becker & Kohavi, 1996).\n"

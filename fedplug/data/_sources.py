@@ -19,6 +19,8 @@ class Datasource:
     """Base class: a named kind, a ``load()`` that returns a new frame, a ``describe()``."""
 
     kind: ClassVar[str] = "datasource"
+    #: The fedplug plugin API this datasource is written for.
+    fedplug_plugin_api: ClassVar[int] = 1
     #: Constructor arguments that are file paths, resolved against the pod file's directory.
     path_options: ClassVar[tuple[str, ...]] = ()
 
