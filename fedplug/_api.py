@@ -154,6 +154,9 @@ class TabularClassifier:
         from fedplug._flower import FedAvg, RunPlan, run_in_simulation
 
         self._check_params()
+        aggregator = aggregator if aggregator is not None else FedAvg()
+        if hasattr(aggregator, "validate"):
+            aggregator.validate()  # before any pod or simulation starts
         pods = _pods(pod_identifiers, pod_dirs)
         names = [pod.name for _, pod in pods]
         self.datastructure.check_pods(names)
@@ -168,7 +171,7 @@ class TabularClassifier:
             task=task,
             initial_weights=initial,
             rounds=int(self.rounds),
-            aggregator=aggregator if aggregator is not None else FedAvg(),
+            aggregator=aggregator,
             strategy=build_strategy(strategy, len(names), strategy_params or {}),
             round_timeout=float(round_timeout),
             on_round=on_round,

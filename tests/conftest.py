@@ -31,3 +31,48 @@ def data_digest() -> Callable[[Path], str]:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
     return digest
+
+
+# -- federated fixtures (prefixed ``fed_``): small pods of the census data ---------------
+
+
+@pytest.fixture(scope="session")
+def fed_adult() -> pd.DataFrame:
+    from fedplug.data import load_adult
+
+    return load_adult("train")
+
+
+@pytest.fixture
+def fed_pods(tmp_path: Path, fed_adult: pd.DataFrame) -> Callable[..., list[Path]]:
+    """Write small census pods sharing one agreed schema file; returns their YAML paths.
+
+    ``policies`` maps a pod name to extra YAML keys (approved_pods, policy, ...).
+    """
+    import yaml
+
+    from fedplug.data import Schema
+
+    def make(
+        n_pods: int = 3, rows: int = 400, policies: dict | None = None, prefix: str = "pod"
+    ) -> list[Path]:
+        schema = Schema.infer(fed_adult, name="census")
+        schema.to_yaml(tmp_path / "schema.yaml")
+        paths = []
+        for i in range(n_pods):
+            name = f"{prefix}-{chr(ord('a') + i)}"
+            fed_adult.iloc[i * rows : (i + 1) * rows].to_csv(tmp_path / f"{name}.csv", index=False)
+            config = {
+                "name": name,
+                "datasource": {"type": "csv", "path": f"{name}.csv"},
+                "schema": {"file": "schema.yaml"},
+                "split": {"type": "percentage", "validation": 0.25, "seed": 1},
+                "policy": {"min_pods": 2},
+            }
+            config.update((policies or {}).get(name, {}))
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            paths.append(path)
+        return paths
+
+    return make

@@ -77,7 +77,7 @@ class SecureAggregator(Aggregator):
         self,
         prime_q: int = FIELD_PRIME,
         clip: float = 8.0,
-        stats_clip: float = 1e6,
+        stats_clip: float = 1e4,
         max_weight: int = 1_000_000,
         min_pods: int = 2,
         timeout: float = 120.0,

@@ -62,6 +62,8 @@ def _task(message: Message) -> tuple[TrainingTask, ConfigRecord]:
 def handle_schema(message: Message, context: Context, runtime: PodRuntime) -> Message:
     policy = runtime.pod.policy
     metadata = runtime.data.schema.metadata()
+    # Row counts stay private: in secure mode the server must not learn any pod's count.
+    metadata.pop("num_rows", None)
     record = ConfigRecord(
         {
             "pod": runtime.name,

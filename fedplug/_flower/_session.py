@@ -91,9 +91,9 @@ def split_replies(
                 payload = json.loads(reply.error.reason or "{}")
             except json.JSONDecodeError:
                 payload = {"message": reply.error.reason, "reason": "refused", "pods": [pod]}
-            refusals.append(
-                (payload.get("message", ""), payload.get("reason", ""), payload.get("pods", [pod]))
-            )
+            # The refusing pod is named too, so the modeller sees both sides of a refusal.
+            pods = [pod, *payload.get("pods", [])]
+            refusals.append((payload.get("message", ""), payload.get("reason", ""), pods))
         else:
             failed[pod] = str(reply.error.reason)
     if refusals:

@@ -1,0 +1,192 @@
+"""The Flower App behind ``flwr run . <connection>``: fedplug's ServerApp and pod ClientApp.
+
+The ServerApp composes the same Hydra config as ``fedplug run`` from the run config's
+``overrides`` string, asks the connected SuperNodes for the pods the config names, builds
+the task from the schemas those pods publish, trains, and writes ``model.pt``,
+``history.json``, ``config.yaml`` and ``metrics.png`` to the run config's ``output-dir``.
+
+This module is a front end that happens to live next to the adapters (Flower loads it by
+import path from ``pyproject.toml``); it imports the front-end layer lazily, inside the
+ServerApp, so a pod importing ``client_app`` loads only what a pod needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedplug._errors import ConfigError, FedplugError, PodConfigError
+
+from ._pod_app import build_client_app
+
+logger = logging.getLogger("fedplug.server")
+
+#: Run-config keys (``[tool.flwr.app.config]`` in pyproject.toml).
+OVERRIDES_KEY = "overrides"
+OUTPUT_DIR_KEY = "output-dir"
+DEFAULT_OUTPUT_ROOT = Path("outputs") / "flwr-run"
+
+
+def _log_to_console() -> None:
+    """Send fedplug's INFO logs to stderr, which Flower streams to ``flwr log``."""
+    root = logging.getLogger("fedplug")
+    if not any(getattr(h, "_fedplug", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)-8s fedplug: %(message)s"))
+        handler._fedplug = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _config_dir(grid: Grid) -> Path:
+    """The FAB's ``conf/`` (the modeller's configs travel with ``flwr run``), else fedplug's."""
+    from flwr.common.config import get_project_dir
+
+    from fedplug.cli._run import conf_dir
+
+    run = grid.run
+    try:
+        shipped = get_project_dir(run.fab_id, run.fab_version, run.fab_hash) / "conf"
+    except (ValueError, AttributeError):
+        shipped = None
+    if shipped is not None and (shipped / "config.yaml").is_file():
+        return shipped
+    return conf_dir()
+
+
+def output_dir(run_config: Any) -> Path:
+    value = str(run_config.get(OUTPUT_DIR_KEY, "") or "")
+    if value:
+        return Path(value).expanduser()
+    return DEFAULT_OUTPUT_ROOT / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def pod_names(identifiers: list[Any]) -> list[str]:
+    """Pod names as SuperNodes serve them; a pod file given instead is read for its name."""
+    from fedplug.data import Pod
+
+    names = []
+    for identifier in identifiers:
+        text = str(identifier)
+        if text.endswith((".yaml", ".yml")):
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise PodConfigError(
+                    f"pods.identifiers names the pod file {text!r}, which does not exist "
+                    "where the ServerApp runs; on a SuperLink name pods by their names "
+                    "(e.g. pods.identifiers=[hospital-a,hospital-b])."
+                )
+            names.append(Pod.from_yaml(path).name)
+        else:
+            names.append(text)
+    if len(set(names)) != len(names):
+        raise PodConfigError(f"pods {names} name a pod more than once; list each pod once.")
+    return names
+
+
+def _progress(rounds: int):  # noqa: ANN202
+    def on_round(server_round: int, train: dict, evaluate: dict) -> None:
+        parts = [f"round {server_round}/{rounds}"]
+        if "train_loss" in train:
+            parts.append(f"train_loss={train['train_loss']:.4f}")
+        parts += [
+            f"{k}={evaluate[k]:.4f}" for k in ("loss", "accuracy", "auc", "f1") if k in evaluate
+        ]
+        logger.info("  ".join(parts))
+
+    return on_round
+
+
+def run_deployed(grid: Grid, context: Context) -> Path:
+    """The ServerApp's work; returns the output directory."""
+    from fedplug._flower._server import discover_pods, run_plan
+    from fedplug._task_builder import (
+        attach_result,
+        build_plan,
+        compose_config,
+        objects_from_config,
+    )
+    from fedplug.cli._outputs import write_outputs
+    from fedplug.data import Schema, combine_pod_schemas
+
+    raw = context.run_config.get(OVERRIDES_KEY, "") or ""
+    try:
+        overrides = shlex.split(str(raw))
+    except ValueError as exc:
+        raise ConfigError(
+            f"run config {OVERRIDES_KEY}={raw!r} is not a valid list of Hydra overrides "
+            f"({exc}); quote it as --run-config \"overrides='aggregator=secure model.epochs=2'\"."
+        ) from exc
+    conf = _config_dir(grid)
+    cfg = compose_config(overrides, conf)
+    composed = objects_from_config(cfg)
+    model = composed.model
+    names = pod_names(list(composed.pods.get("identifiers") or []))
+    if not names:
+        raise PodConfigError("pods.identifiers is empty; name the pods to train on.")
+    fed = composed.federation
+    connect_timeout = float(fed.get("connect_timeout", 120.0))
+    round_timeout = float(fed.get("round_timeout", 300.0))
+    out_dir = output_dir(context.run_config)
+    logger.info(
+        "fedplug run %s on pods %s | aggregator=%s strategy=%s rounds=%s seed=%s | "
+        "overrides %s | configs %s | outputs %s",
+        type(model).__name__,
+        names,
+        composed.aggregator_ref,
+        composed.strategy_ref,
+        model.rounds,
+        cfg.seed,
+        overrides,
+        conf,
+        out_dir,
+    )
+    # The model is built from the schemas the pods publish: the modeller needs no pod file.
+    _, infos = discover_pods(grid, names, connect_timeout)
+    schema = getattr(model, "schema", None) or combine_pod_schemas(
+        {n: Schema.from_dict(infos[n]["schema"]) for n in names}
+    )
+    plan = build_plan(
+        model,
+        names,
+        schema,
+        composed.aggregator,
+        composed.strategy_ref,
+        composed.strategy_params,
+        round_timeout=round_timeout,
+        connect_timeout=connect_timeout,
+        on_round=_progress(int(model.rounds)),
+    )
+    started = time.monotonic()
+    result = run_plan(grid, plan)
+    seconds = time.monotonic() - started
+    attach_result(model, result)
+    write_outputs(out_dir, model, result.history, seconds, composed.config)
+    logger.info("done in %.1fs; model, history and plot in %s", seconds, out_dir.resolve())
+    return out_dir
+
+
+server_app = ServerApp()
+
+
+@server_app.main()
+def main(grid: Grid, context: Context) -> None:
+    _log_to_console()
+    try:
+        run_deployed(grid, context)
+    except FedplugError as exc:
+        # Raised on: Flower then marks the run failed, with this message as its details.
+        logger.error("fedplug run failed: %s", exc)
+        raise
+
+
+client_app = build_client_app()

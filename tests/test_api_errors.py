@@ -1,0 +1,131 @@
+"""Bad inputs at the Python API and the command line give clear, actionable errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fedplug import (
+    ConfigError,
+    DataStructure,
+    FedplugError,
+    Optimizer,
+    PodConfigError,
+    SecureAggregator,
+    TabularClassifier,
+)
+from fedplug.cli import main
+
+
+def test_unknown_pod_name_lists_known_pods(fed_pods, tmp_path) -> None:
+    fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"))
+    with pytest.raises(PodConfigError, match="no-such-pod") as info:
+        model.fit(["no-such-pod"], pod_dirs=[tmp_path])
+    assert "pod-a" in str(info.value)
+
+
+def test_epochs_and_steps_together_are_refused(fed_pods, tmp_path) -> None:
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"), epochs=1, steps=10)
+    with pytest.raises(ConfigError, match="exactly one of epochs"):
+        model.fit([str(p) for p in pods])
+
+
+def test_bad_rounds_is_refused(fed_pods) -> None:
+    pods = fed_pods(2, rows=100)
+    with pytest.raises(ConfigError, match="rounds=0"):
+        TabularClassifier(DataStructure(target="TARGET"), rounds=0).fit([str(p) for p in pods])
+
+
+def test_pod_listed_twice_is_refused(fed_pods) -> None:
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"))
+    with pytest.raises(PodConfigError, match="more than once"):
+        model.fit([str(pods[0]), str(pods[0])])
+
+
+def test_unknown_strategy_lists_available(fed_pods) -> None:
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"))
+    with pytest.raises(FedplugError, match="fedadam"):
+        model.fit([str(p) for p in pods], strategy="no-such-strategy")
+
+
+def test_unknown_strategy_parameter_is_named(fed_pods) -> None:
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"))
+    with pytest.raises(ConfigError, match="lr_server"):
+        model.fit([str(p) for p in pods], strategy_params={"lr_server": 1.0})
+
+
+def test_unknown_optimizer_lists_available() -> None:
+    with pytest.raises(ConfigError, match="Adam"):
+        Optimizer("Adamm")
+
+
+def test_predict_before_fit_is_explained() -> None:
+    import pandas as pd
+
+    with pytest.raises(FedplugError, match="not trained"):
+        TabularClassifier(DataStructure(target="TARGET")).predict(pd.DataFrame({"a": [1]}))
+
+
+def test_deserialize_of_a_foreign_file(tmp_path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_text("not a model")
+    with pytest.raises(FedplugError, match="not a fedplug model file"):
+        TabularClassifier.deserialize(path)
+    with pytest.raises(FedplugError, match="does not exist"):
+        TabularClassifier.deserialize(tmp_path / "missing.pt")
+
+
+def test_bad_secure_setting_names_the_setting(fed_pods) -> None:
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"), rounds=1)
+    with pytest.raises(ConfigError, match="clip"):
+        model.fit([str(p) for p in pods], aggregator=SecureAggregator(clip=-1.0))
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:  # noqa: ANN001
+    return subprocess.run(
+        [sys.executable, "-m", "fedplug.cli._main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("aggregator=nope", "Available options in 'aggregator'"),
+        ("model.epoch=2", "Key 'epoch' is not in struct"),
+        ("strategy=fedmedianx", "Available options in 'strategy'"),
+    ],
+)
+def test_bad_hydra_overrides(override, expected, tmp_path) -> None:
+    result = _cli("run", override, cwd=tmp_path)
+    assert result.returncode != 0
+    assert expected in result.stderr + result.stdout
+
+
+def test_cli_pod_check_reports_bad_data(fed_pods, tmp_path, data_digest) -> None:
+    (pod,) = fed_pods(1, rows=50)
+    csv = tmp_path / "pod-a.csv"
+    text = csv.read_text().splitlines()
+    text[3] = text[3].replace(text[3].split(",")[0], "old", 1)  # 'age' is continuous
+    csv.write_text("\n".join(text) + "\n")
+    before = data_digest(csv)
+    assert main(["pod", "check", str(pod)]) == 1
+    assert data_digest(csv) == before
+
+
+def test_cli_pod_check_ok(fed_pods, capsys) -> None:
+    (pod,) = fed_pods(1, rows=50)
+    assert main(["pod", "check", str(pod)]) == 0
+    out = capsys.readouterr().out
+    assert "pod-a" in out and "workclass" in out

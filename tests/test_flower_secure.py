@@ -1,0 +1,244 @@
+"""Secure aggregation through the Flower adapters: equality, privacy, refusals, dropout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fed_harness import make_grid, make_plan, max_rel_diff, run_local
+
+from fedplug import FedAvg, PolicyRefusal, SecureAggregationError, SecureAggregator
+from fedplug._flower import _records as rec
+from fedplug._flower import run_plan
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [("fedavg", {}), ("fedavgm", {"server_momentum": 0.5}), ("fedadam", {"eta": 0.01})],
+)
+def test_secure_equals_plaintext_for_inner_strategies(fed_pods, strategy, params) -> None:
+    pods = fed_pods(3)
+    plain, _ = run_local(pods, FedAvg(), strategy=strategy, strategy_params=params)
+    secure, _ = run_local(pods, SecureAggregator(), strategy=strategy, strategy_params=params)
+    assert max_rel_diff(secure.weights, plain.weights) < 1e-6
+    np.testing.assert_allclose(secure.task.mean, plain.task.mean, rtol=1e-6)
+    np.testing.assert_allclose(secure.task.std, plain.task.std, rtol=1e-6)
+    for s, p in zip(secure.history, plain.history, strict=True):
+        assert s["evaluate"]["accuracy"] == pytest.approx(p["evaluate"]["accuracy"], abs=1e-6)
+        assert s["train"]["train_loss"] == pytest.approx(p["train"]["train_loss"], rel=1e-6)
+
+
+def _uploads(grid) -> list:  # noqa: ANN001
+    return [r for r in grid.replies if not r.has_error()]
+
+
+def test_pods_send_no_plaintext_update_count_or_metric(fed_pods) -> None:
+    pods = fed_pods(2, rows=300)
+    plain, plain_grid = run_local(pods, FedAvg(), rounds=1)
+    secure, grid = run_local(pods, SecureAggregator(), rounds=1)
+    # What each pod sent in plaintext mode: its updates, counts and metrics.
+    plain_numbers = set()
+    for reply in _uploads(plain_grid):
+        if "metrics" in reply.content:
+            plain_numbers |= {float(v) for v in reply.content["metrics"].values()}
+    plain_arrays = [
+        a
+        for r in _uploads(plain_grid)
+        if "arrays" in r.content
+        for a in r.content["arrays"].to_numpy_ndarrays()
+    ]
+    for reply in _uploads(grid):
+        kinds = set(reply.content.keys())
+        assert kinds <= {"schema", "bundle", "masked", "layout"}, kinds
+        if "masked" in reply.content:
+            (masked,) = reply.content["masked"].to_numpy_ndarrays()
+            assert masked.dtype == np.uint64
+            for array in plain_arrays:
+                flat = array.astype(np.float64).ravel()
+                assert not np.isin(flat[flat != 0], masked.astype(np.float64)).any()
+            layout = reply.content["layout"]
+            assert set(layout.keys()) == {"metric-keys", "length"}
+            assert all(isinstance(k, str) for k in json.loads(str(layout["metric-keys"])))
+        if "schema" in reply.content:
+            metadata = json.loads(str(reply.content["schema"]["schema"]))
+            assert "num_rows" not in metadata
+        for record in reply.content.values():
+            values = getattr(record, "values", None)
+            if values and not hasattr(record, "to_numpy_ndarrays"):
+                for v in record.values():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        assert float(v) not in plain_numbers, (reply.content.keys(), v)
+    assert max_rel_diff(secure.weights, plain.weights) < 1e-6
+
+
+def test_masked_uploads_of_equal_updates_are_unrelated(fed_pods, tmp_path) -> None:
+    # Pods a and b hold the same data and train to the same update; their uploads must
+    # look unrelated. (With only two pods the released sum ties the two uploads together
+    # by design, so the third pod is what makes the pair's masks independent.)
+    import shutil
+
+    pods = fed_pods(3, rows=300)
+    shutil.copy(tmp_path / "pod-a.csv", tmp_path / "pod-b.csv")
+    _, grid = run_local(pods, SecureAggregator(), rounds=1)
+    uploads = [
+        r.content["masked"].to_numpy_ndarrays()[0]
+        for r in _uploads(grid)
+        if "masked" in r.content and r.metadata.message_type == rec.SECURE_TRAIN
+    ]
+    by_node = {
+        r.metadata.src_node_id: r.content["masked"].to_numpy_ndarrays()[0]
+        for r in _uploads(grid)
+        if "masked" in r.content and r.metadata.message_type == rec.SECURE_TRAIN
+    }
+    assert len(uploads) >= 3
+    first, second = by_node[1], by_node[2]
+    assert first.shape == second.shape
+    assert not np.array_equal(first, second)
+    q = float(2**61 - 1)
+    corr = np.corrcoef(first.astype(np.float64) / q, second.astype(np.float64) / q)[0, 1]
+    assert abs(corr) < 0.1
+    # Uniform-looking: mean near q/2 for uniform values over the field.
+    assert abs(first.astype(np.float64).mean() / q - 0.5) < 0.05
+
+
+def test_unapproved_pod_is_refused_and_both_pods_named(fed_pods) -> None:
+    pods = fed_pods(2, policies={"pod-a": {"approved_pods": ["someone-else"]}})
+    with pytest.raises(PolicyRefusal, match="pod-a") as info:
+        run_local(pods, SecureAggregator(), rounds=1)
+    assert {"pod-a", "pod-b"} <= set(info.value.pods)
+    assert "pod-b" in str(info.value)
+    assert info.value.reason == "unapproved-pod"
+
+
+def test_roster_below_min_pods_is_refused(fed_pods) -> None:
+    pods = fed_pods(2, policies={"pod-a": {"policy": {"min_pods": 3}}})
+    with pytest.raises(PolicyRefusal, match="min_pods|at least 3") as info:
+        run_local(pods, SecureAggregator(), rounds=1)
+    assert info.value.reason == "too-few-pods"
+
+
+def test_pod_requiring_secure_refuses_plaintext(fed_pods) -> None:
+    policy = {"policy": {"min_pods": 2, "require_secure_aggregation": True}}
+    pods = fed_pods(2, policies={"pod-b": policy})
+    with pytest.raises(PolicyRefusal, match="pod-b.*secure") as info:
+        run_local(pods, FedAvg(), rounds=1)
+    assert info.value.pods == ["pod-b"]
+    # The pod refuses on its own too, whatever the server decided.
+    grid = make_grid(pods)
+    plan = make_plan(pods, FedAvg(), rounds=1)
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+    message = Message(
+        RecordDict(
+            {
+                "arrays": ArrayRecord([np.asarray(w) for w in plan.initial_weights]),
+                "config": ConfigRecord({rec.TASK_KEY: plan.task.to_json()}),
+            }
+        ),
+        dst_node_id=2,
+        message_type=rec.TRAIN,
+    )
+    (reply,) = grid.send_and_receive([message])
+    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    assert "requires secure aggregation" in reply.error.reason
+    # ... and the secure run with the same pod goes through.
+    secure, _ = run_local(pods, SecureAggregator(), rounds=1)
+    assert secure.history
+
+
+def _secure_train_messages(grid):  # noqa: ANN001
+    return [m for m in grid.sent if m.metadata.message_type == rec.SECURE_TRAIN]
+
+
+def test_tampered_roster_signature_is_refused(fed_pods) -> None:
+    pods = fed_pods(2, rows=200)
+    _, grid = run_local(pods, SecureAggregator(), rounds=1)
+    # A fresh pod process receiving a roster whose signature was altered refuses it.
+    fresh = make_grid(pods)
+    from flwr.app import ConfigRecord, Message, RecordDict
+
+    setup = Message(
+        RecordDict({"config": ConfigRecord({"run": "r1", "q": str(2**61 - 1)})}),
+        dst_node_id=1,
+        message_type=rec.SECAGG_SETUP,
+    )
+    (bundle_reply,) = fresh.send_and_receive([setup])
+    own = json.loads(str(bundle_reply.content["bundle"]["bundle"]))
+    template = _secure_train_messages(grid)[0]
+    secure = template.content[rec.SECURE_KEY]
+    roster = json.loads(str(secure["roster"]))
+    other = next(b for b in roster if b["pod"] != own["pod"])
+    other["signature"] = own["signature"]  # a signature that does not match its key
+    record = ConfigRecord(dict(secure.items()))
+    record["run"] = "r1"
+    record["roster"] = json.dumps([own, other])
+    content = RecordDict(dict(template.content.items()))
+    content[rec.SECURE_KEY] = record
+    (reply,) = fresh.send_and_receive(
+        [Message(content, dst_node_id=1, message_type=rec.SECURE_TRAIN)]
+    )
+    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    payload = json.loads(reply.error.reason)
+    assert payload["reason"] == "bad-signature"
+    assert other["pod"] in payload["pods"]
+
+
+def test_replayed_round_is_refused(fed_pods) -> None:
+    pods = fed_pods(2, rows=200)
+    _, grid = run_local(pods, SecureAggregator(), rounds=1)
+    replay = _secure_train_messages(grid)[-1]
+    from flwr.app import Message
+
+    again = Message(
+        replay.content, dst_node_id=replay.metadata.dst_node_id, message_type=rec.SECURE_TRAIN
+    )
+    (reply,) = grid.send_and_receive([again])
+    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    assert json.loads(reply.error.reason)["reason"] == "replayed-round"
+
+
+def _silent_in_round(pod_node: int, server_round: int):  # noqa: ANN202
+    """A delivery filter: ``pod_node`` misses the first train message of ``server_round``."""
+    state = {"dropped": False}
+
+    def deliver(node_id: int, message) -> bool:  # noqa: ANN001
+        config = message.content.get("config")
+        is_round = config is not None and int(config.get("server-round", -1)) == server_round
+        train = message.metadata.message_type in (rec.TRAIN, rec.SECURE_TRAIN)
+        if node_id == pod_node and is_round and train and not state["dropped"]:
+            state["dropped"] = True
+            return False
+        return True
+
+    return deliver
+
+
+def test_dropout_result_equals_plaintext_mean_over_survivors(fed_pods, caplog) -> None:
+    pods = fed_pods(3)
+    plain, _ = run_local(pods, FedAvg(), deliver=_silent_in_round(3, 1))
+    with caplog.at_level("WARNING", logger="fedplug.server"):
+        secure, _ = run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1))
+    assert max_rel_diff(secure.weights, plain.weights) < 1e-6
+    assert "pod-c" in caplog.text and "dropped out" in caplog.text
+
+
+def test_too_few_survivors_is_a_clear_error(fed_pods) -> None:
+    pods = fed_pods(3)
+
+    def two_silent(node_id: int, message) -> bool:  # noqa: ANN001
+        return not (node_id in (2, 3) and message.metadata.message_type == rec.SECURE_TRAIN)
+
+    grid = make_grid(pods, deliver=two_silent)
+    with pytest.raises(SecureAggregationError, match="pod-b.*pod-c|min_pods"):
+        run_plan(grid, make_plan(pods, SecureAggregator(), rounds=1))
+
+
+def test_secure_aggregator_settings_are_checked(fed_pods) -> None:
+    from fedplug import ConfigError
+
+    pods = fed_pods(2, rows=200)
+    with pytest.raises(ConfigError, match="min_pods"):
+        run_local(pods, SecureAggregator(min_pods=1), rounds=1)
+    with pytest.raises(ConfigError, match="prime_q"):
+        run_local(pods, SecureAggregator(prime_q=97), rounds=1)
