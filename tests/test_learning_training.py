@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from fedplug._errors import ConfigError, TrainingError
 from fedplug.data import Schema
@@ -174,39 +172,3 @@ def test_evaluate_restores_training_mode(problem) -> None:
     net.eval()
     evaluate_local(net, test)
     assert not net.training
-
-
-def test_throughput_close_to_a_bare_loop(problem) -> None:
-    spec, train, _ = problem
-    # Larger data so timing dominates fixed costs.
-    data = EncodedTable(train.x_cat.repeat(8, 1), train.x_cont.repeat(8, 1), train.y.repeat(8))
-    n, bs = len(data), 64
-
-    def bare(net: torch.nn.Module) -> None:
-        opt = torch.optim.SGD(net.parameters(), lr=0.01)
-        perm = torch.randperm(n)
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            opt.zero_grad()
-            F.cross_entropy(net(data.x_cat[idx], data.x_cont[idx]), data.y[idx]).backward()
-            opt.step()
-
-    def ours(net: torch.nn.Module) -> None:
-        opt = Optimizer("SGD", {"lr": 0.01})
-        train_local(net, data, epochs=1, steps=None, batch_size=bs, optimizer=opt, seed=0)
-
-    # One thread and CPU time, interleaved, best of 5: robust to a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        times: dict[str, list[float]] = {"bare": [], "ours": []}
-        for _ in range(5):
-            for name, fn in (("bare", bare), ("ours", ours)):
-                net = _net(spec)
-                start = time.process_time()
-                fn(net)
-                times[name].append(time.process_time() - start)
-    finally:
-        torch.set_num_threads(threads)
-    ratio = min(times["bare"]) / min(times["ours"])
-    assert ratio >= 0.87, f"throughput ratio {ratio:.3f} vs a bare loop; times {times}"
