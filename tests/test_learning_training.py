@@ -172,3 +172,31 @@ def test_evaluate_restores_training_mode(problem) -> None:
     net.eval()
     evaluate_local(net, test)
     assert not net.training
+
+
+def test_proximal_term_keeps_weights_near_the_start(problem) -> None:
+    spec, train, _ = problem
+    start = [p.detach().clone() for p in _net(spec).parameters()]
+
+    def drift(mu: float) -> float:
+        net = _net(spec)
+        opt = Optimizer("SGD", {"lr": 0.1})
+        train_local(net, train, epochs=2, batch_size=32, optimizer=opt, seed=0, proximal_mu=mu)
+        return sum(float((p - s).pow(2).sum()) for p, s in zip(net.parameters(), start))
+
+    free, held = drift(0.0), drift(10.0)
+    assert held < 0.5 * free
+
+
+def test_negative_proximal_mu_is_refused(problem) -> None:
+    spec, train, _ = problem
+    with pytest.raises(ConfigError, match="proximal_mu"):
+        train_local(
+            _net(spec),
+            train,
+            epochs=1,
+            batch_size=32,
+            optimizer=Optimizer("SGD", {"lr": 0.1}),
+            seed=0,
+            proximal_mu=-1.0,
+        )

@@ -89,7 +89,9 @@ def plaintext_update(
         vector, n = trainer.moments()
         return [vector], {}, n
     weights = message.content["arrays"].to_numpy_ndarrays()
-    new_weights, metrics = trainer.fit(weights, int(config.get("server-round", 0)))
+    # FedProx sends its proximal coefficient in the train config.
+    mu = float(config.get("proximal-mu", 0.0))
+    new_weights, metrics = trainer.fit(weights, int(config.get("server-round", 0)), mu)
     n = int(metrics.pop("num-examples"))
     return new_weights, metrics, n
 

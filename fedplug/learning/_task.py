@@ -118,7 +118,9 @@ class PodTrainer:
         set_weights(net, weights)
         return net
 
-    def fit(self, weights: list[np.ndarray], server_round: int) -> tuple[list[np.ndarray], dict]:
+    def fit(
+        self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0
+    ) -> tuple[list[np.ndarray], dict]:
         net = self._net(weights)
         metrics = train_local(
             net,
@@ -129,6 +131,7 @@ class PodTrainer:
             optimizer=Optimizer.from_dict(self.task.optimizer),
             # A different seed per round and pod-independent: reproducible, not repetitive.
             seed=self.task.seed + server_round,
+            proximal_mu=proximal_mu,
         )
         return get_weights(net), metrics
 

@@ -34,6 +34,7 @@ def train_local(
     batch_size: int,
     optimizer: Optimizer,
     seed: int,
+    proximal_mu: float = 0.0,
 ) -> dict[str, float]:
     """Train ``net`` in place for ``epochs`` passes or ``steps`` batches (exactly one).
 
@@ -41,6 +42,9 @@ def train_local(
     ``seed`` and dropout uses the global RNG seeded inside ``torch.random.fork_rng`` (the
     caller's RNG state is left untouched). Returns ``train_loss`` (mean cross-entropy over
     every example seen in this call) and ``num-examples`` (``len(data)``).
+
+    ``proximal_mu > 0`` adds FedProx's proximal term ``mu / 2 * ||w - w_start||^2``,
+    which keeps the local model near the weights it started from (the global model).
     """
     if (epochs is None) == (steps is None):
         raise ConfigError(
@@ -71,6 +75,10 @@ def train_local(
     device = _device(net)
     x_cat, x_cont, y = (t.to(device) for t in (data.x_cat, data.x_cont, data.y))
     opt = optimizer.build(net.parameters())
+    mu = float(proximal_mu)
+    if not math.isfinite(mu) or mu < 0:
+        raise ConfigError(f"training: proximal_mu must be a number >= 0, got {proximal_mu!r}")
+    anchor = [p.detach().clone() for p in net.parameters()] if mu > 0 else []
     net.train()
     batches_per_epoch = math.ceil(n / bs)
     n_epochs = epochs if epochs is not None else math.ceil(steps / batches_per_epoch)
@@ -93,7 +101,14 @@ def train_local(
                     stop = min(start + bs, m)
                     opt.zero_grad(set_to_none=True)
                     loss = F.cross_entropy(net(ec[start:stop], en[start:stop]), ey[start:stop])
-                    loss.backward()
+                    objective = loss
+                    if anchor:
+                        drift = sum(
+                            (p - a).pow(2).sum()
+                            for p, a in zip(net.parameters(), anchor, strict=True)
+                        )
+                        objective = loss + 0.5 * mu * drift
+                    objective.backward()
                     opt.step()
                     loss_sum.add_(loss.detach(), alpha=stop - start)
                 remaining -= math.ceil(m / bs)
