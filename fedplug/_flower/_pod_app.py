@@ -126,16 +126,22 @@ def handle_evaluate(message: Message, context: Context, runtime: PodRuntime) -> 
     return Message(content, reply_to=message)
 
 
-def _unknown_type_mod(message: Message, context: Context, call_next) -> Message:  # noqa: ANN001
-    """Answer a message type fedplug does not speak with an error reply, not an exception."""
-    if message.metadata.message_type not in rec.KNOWN_MESSAGE_TYPES:
-        return rec.error_reply(
-            message,
-            rec.BAD_REQUEST,
-            f"pod does not handle message type {message.metadata.message_type!r}; "
-            f"it handles {list(rec.KNOWN_MESSAGE_TYPES)}",
-        )
-    return call_next(message, context)
+class PodClientApp(ClientApp):
+    """A ClientApp that answers message types it does not handle with an error reply.
+
+    Flower's ClientApp raises for an unregistered type before any mod runs; a pod
+    answers instead, naming what it does handle.
+    """
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        if message.metadata.message_type not in rec.KNOWN_MESSAGE_TYPES:
+            return rec.error_reply(
+                message,
+                rec.BAD_REQUEST,
+                f"pod does not handle message type {message.metadata.message_type!r}; "
+                f"it handles {list(rec.KNOWN_MESSAGE_TYPES)}",
+            )
+        return super().__call__(message, context)
 
 
 def build_client_app(pod_files: Sequence[str] | None = None) -> ClientApp:
@@ -144,7 +150,7 @@ def build_client_app(pod_files: Sequence[str] | None = None) -> ClientApp:
     ``pod_files`` maps simulated SuperNodes (by partition id) to pod files; on a real
     SuperNode the node config's ``pod`` key names the file instead.
     """
-    app = ClientApp(mods=[_unknown_type_mod])
+    app = PodClientApp()
     files = list(pod_files) if pod_files else None
     app.query("schema")(_guard(handle_schema, files))
     app.query("secaggsetup")(_guard(handle_setup, files))
