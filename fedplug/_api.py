@@ -172,7 +172,7 @@ class TabularClassifier:
             initial_weights=initial,
             rounds=int(self.rounds),
             aggregator=aggregator,
-            strategy=build_strategy(strategy, len(names), strategy_params or {}),
+            strategy=build_strategy(strategy, len(names), strategy_params or {}, aggregator),
             round_timeout=float(round_timeout),
             on_round=on_round,
         )
@@ -278,13 +278,22 @@ class TabularClassifier:
         return model
 
 
-def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any]):
+def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any], aggregator: Any = None):
     """A Flower strategy from a plugin name, a factory, or a ready Strategy instance."""
     from flwr.serverapp.strategy import Strategy
 
     if isinstance(strategy, Strategy):
         return strategy
     factory = load_plugin("strategies", strategy) if isinstance(strategy, str) else strategy
+    if (
+        getattr(aggregator, "secure", False)
+        and getattr(factory, "secure_compatible", True) is False
+    ):
+        raise ConfigError(
+            f"strategy {strategy!r} declares secure_compatible=False: its aggregation is not a "
+            "weighted mean, so secure aggregation cannot replace it. Use aggregator=fedavg, "
+            "or a strategy whose aggregation is a weighted mean."
+        )
     if not callable(factory):
         raise ConfigError(f"strategy {strategy!r} is neither a plugin name nor a strategy factory.")
     return factory(n_pods, **dict(params))

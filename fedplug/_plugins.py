@@ -11,6 +11,7 @@ Every loaded plugin must declare the plugin API it was written for in an attribu
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,11 +108,28 @@ def _is_import_path(name: str) -> bool:
     return ":" in name or "." in name
 
 
+def _split_dotted(path: str) -> tuple[str, str]:
+    """``pkg.mod.Class.attr`` -> (``pkg.mod``, ``Class.attr``): the longest importable module."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module.startswith(exc.name):
+                continue  # that module does not exist: try a shorter prefix
+            break  # it exists but imports something missing: report that below
+        except Exception:  # noqa: BLE001 - reported when imported for real below
+            break
+        return module, ".".join(parts[i:])
+    return path.rpartition(".")[0], path.rpartition(".")[2]
+
+
 def _import(kind: str, path: str) -> tuple[Any, PluginInfo]:
     if ":" in path:
         module, _, attr = path.partition(":")
     else:
-        module, _, attr = path.rpartition(".")
+        module, attr = _split_dotted(path)
     what = _SINGULAR[kind]
     if not module or not attr:
         raise PluginError(
@@ -126,6 +144,11 @@ def _import(kind: str, path: str) -> tuple[Any, PluginInfo]:
         raise PluginError(
             f"cannot import {what} {path!r}: {exc}. Check the import path (is its package "
             f"installed?), or use an installed {what} plugin name: {available(kind)}."
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - a third party's module may fail any way
+        raise PluginError(
+            f"{what} {path!r}: importing {module!r} failed: {type(exc).__name__}: {exc}. "
+            "Fix or reinstall the package that provides it."
         ) from exc
     dists = packages_distributions().get(module.split(".")[0]) or []
     dist = dists[0] if dists else None
@@ -170,7 +193,8 @@ def check_api(obj: Any, info: PluginInfo) -> None:
 
 def resolve(kind: str, name: str) -> tuple[Any, PluginInfo]:
     """Load and check a plugin; return it with where it came from."""
-    what = _SINGULAR[kind] if kind in _SINGULAR else group(kind)
+    group(kind)  # an unknown kind is an error
+    what = _SINGULAR[kind]
     if not isinstance(name, str) or not name:
         raise PluginError(
             f"a {what} must be named by a plugin name or an import path, got {name!r}; "
@@ -197,8 +221,11 @@ def resolve(kind: str, name: str) -> tuple[Any, PluginInfo]:
     elif _is_import_path(name):
         obj, info = _import(kind, name)
     else:
+        names = available(kind)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise PluginError(
-            f"unknown {what} {name!r}; installed {kind}: {available(kind)}. Use one of those "
+            f"unknown {what} {name!r}{hint}; installed {kind}: {names}. Use one of those "
             f"names, install the package that provides {name!r} (run `fedplug plugins` to see "
             "what is installed), or give an import path package.module:attribute."
         )

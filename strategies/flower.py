@@ -47,6 +47,8 @@ def _factory(name: str, cls: type[Strategy]) -> Callable[..., Strategy]:
     factory.__doc__ = f"Flower's {cls.__name__} (weighted mean over the pods' arrays)."
     factory.fedplug_plugin_api = PLUGIN_API  # type: ignore[attr-defined]
     factory.secure_compatible = True  # type: ignore[attr-defined]
+    # FedAvg and FedProx return the weighted mean itself; the others step from it.
+    factory.server_step = cls not in (flwr_strategy.FedAvg, flwr_strategy.FedProx)  # type: ignore[attr-defined]
     return factory
 
 

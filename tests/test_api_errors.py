@@ -129,3 +129,17 @@ def test_cli_pod_check_ok(fed_pods, capsys) -> None:
     assert main(["pod", "check", str(pod)]) == 0
     out = capsys.readouterr().out
     assert "pod-a" in out and "workclass" in out
+
+
+def test_strategy_not_secure_compatible_is_refused_under_secure(fed_pods) -> None:
+    from fedplug_strategies.flower import fedavg
+
+    def median(n_pods: int, **params):  # noqa: ANN202, ANN003
+        return fedavg(n_pods, **params)
+
+    median.fedplug_plugin_api = 1
+    median.secure_compatible = False
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"), rounds=1)
+    with pytest.raises(ConfigError, match="secure_compatible=False"):
+        model.fit([str(p) for p in pods], aggregator=SecureAggregator(), strategy=median)

@@ -229,7 +229,7 @@ def test_datasource_from_config_errors():
     with pytest.raises(PodConfigError) as info:
         datasource_from_config({"type": "excel", "path": "x.xlsx"}, None)
     assert "unknown datasource type 'excel'" in str(info.value)
-    assert "known types: 'csv', 'parquet', 'sql', 'dataframe'" in str(info.value)
+    assert "known types: 'csv', 'dataframe', 'parquet', 'sql'" in str(info.value)
 
     with pytest.raises(PodConfigError, match="datasource has no 'type'; add one of 'csv'"):
         datasource_from_config({"path": "x.csv"}, None)

@@ -338,13 +338,21 @@ def datasource_from_config(cfg: Mapping[str, Any], base_dir: Path | None = None)
             "(e.g. datasource: {type: csv, path: data.csv})"
         )
     kind = cfg["type"]
-    if kind not in DATASOURCES:
-        raise PodConfigError(
-            f"unknown datasource type {kind!r}{did_you_mean(str(kind), DATASOURCES)}; known "
-            f"types: {quoted(DATASOURCES)}"
-        )
+    if kind in DATASOURCES:
+        cls = DATASOURCES[kind]
+    else:
+        # Third-party datasources come through the plugin registry (stdlib-only module).
+        from fedplug._errors import PluginError
+        from fedplug._plugins import available, load_plugin
+
+        try:
+            cls = load_plugin("datasources", str(kind))
+        except PluginError as exc:
+            raise PodConfigError(
+                f"unknown datasource type {kind!r}{did_you_mean(str(kind), DATASOURCES)}; "
+                f"known types: {quoted(sorted(set(DATASOURCES) | set(available('datasources'))))}"
+            ) from exc
     options = {k: v for k, v in cfg.items() if k != "type"}
-    cls = DATASOURCES[kind]
     try:
         return cls.from_config(options, base_dir)
     except DataSourceError as exc:

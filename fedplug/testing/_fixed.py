@@ -51,7 +51,9 @@ class FixedUpdates:
 
     def weighted(self, values: Sequence[float] | Sequence[np.ndarray]) -> Any:
         w = np.asarray(self.weights, np.float64)
-        return sum(wi * np.asarray(v, np.float64) for wi, v in zip(w, values, strict=True)) / w.sum()
+        return (
+            sum(wi * np.asarray(v, np.float64) for wi, v in zip(w, values, strict=True)) / w.sum()
+        )
 
     def mean_delta(self) -> list[np.ndarray]:
         return [self.weighted([d[i] for d in self.deltas]) for i in range(len(self.global_arrays))]
@@ -60,8 +62,7 @@ class FixedUpdates:
         """The weighted mean of the pods' arrays after one round from the global arrays."""
         per_pod = [self.pod_arrays(p, self.global_arrays) for p in range(self.n_pods)]
         return [
-            self.weighted([arrays[i] for arrays in per_pod])
-            for i in range(len(self.global_arrays))
+            self.weighted([arrays[i] for arrays in per_pod]) for i in range(len(self.global_arrays))
         ]
 
 
@@ -137,7 +138,9 @@ def fake_pod_app(updates: FixedUpdates, pod: int) -> ClientApp:
         metrics = MetricRecord(
             {"train_loss": updates.train_loss[pod], "num-examples": updates.weights[pod]}
         )
-        return Message(RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics}), reply_to=message)
+        return Message(
+            RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics}), reply_to=message
+        )
 
     @app.evaluate()
     def evaluate(message: Message, context: Any) -> Message:
@@ -163,8 +166,9 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def call(what: str, fn: Callable[[], T], timeout: float = CALL_TIMEOUT) -> T:
+def call(what: str, fn: Callable[[], T], timeout: float | None = None) -> T:
     """Call ``fn`` with a time limit; its exceptions become AssertionErrors naming ``what``."""
+    timeout = CALL_TIMEOUT if timeout is None else timeout
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -231,9 +235,18 @@ def run_round(
     replies = list(grid.send_and_receive(sent))
     if mean_of is not None and sent:
         replies = [Message(mean_reply(mean_of, arrays), reply_to=sent[0])]
-    new_arrays, train_metrics = call(
-        "aggregate_train", lambda: strategy.aggregate_train(server_round, replies)
-    )
+    outcome = call("aggregate_train", lambda: strategy.aggregate_train(server_round, replies))
+    if not (isinstance(outcome, tuple) and len(outcome) == 2):
+        raise AssertionError(
+            f"aggregate_train returned {type(outcome).__name__}; expected a tuple "
+            "(ArrayRecord | None, MetricRecord | None)"
+        )
+    new_arrays, train_metrics = outcome
+    if not (new_arrays is None or isinstance(new_arrays, ArrayRecord)):
+        raise AssertionError(
+            f"aggregate_train returned arrays of type {type(new_arrays).__name__}; expected "
+            "an ArrayRecord (or None when every reply failed)"
+        )
     next_arrays = new_arrays if isinstance(new_arrays, ArrayRecord) else record
     eval_sent = list(
         call(
