@@ -35,7 +35,8 @@ def _pods(
 ) -> list[tuple[Path, Pod]]:
     if isinstance(identifiers, (str, Path)) or not identifiers:
         raise PodConfigError(
-            f"pod_identifiers must be a non-empty list of pod names or pod files, got {identifiers!r}."
+            "pod_identifiers must be a non-empty list of pod names or pod files, "
+            f"got {identifiers!r}."
         )
     pods = []
     for identifier in identifiers:
@@ -115,7 +116,8 @@ class TabularClassifier:
         _positive_int("rounds", self.rounds)
         if not isinstance(self.datastructure, DataStructure):
             raise ConfigError(
-                f"datastructure must be a fedplug.DataStructure, got {type(self.datastructure).__name__}."
+                "datastructure must be a fedplug.DataStructure, "
+                f"got {type(self.datastructure).__name__}."
             )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} is invalid: use a number in [0, 1).")

@@ -27,7 +27,7 @@ class Aggregator(ABC):
     #: Whether updates leave pods masked (pods requiring secure aggregation check this).
     secure: ClassVar[bool] = False
 
-    def setup(self, grid: Grid, session: PodSession) -> None:
+    def setup(self, grid: Grid, session: PodSession) -> None:  # noqa: B027 - optional hook
         """One-time work per run before the first exchange (key agreement, say)."""
 
     @abstractmethod
