@@ -86,8 +86,13 @@ def test_masked_uploads_of_equal_updates_are_unrelated(fed_pods, tmp_path) -> No
         for r in _uploads(grid)
         if "masked" in r.content and r.metadata.message_type == rec.SECURE_TRAIN
     ]
+    from fedplug.secagg._field import unpack
+
+    # Pods send their field vectors packed (61 bits an element); compare the elements.
     by_node = {
-        r.metadata.src_node_id: r.content["masked"].to_numpy_ndarrays()[0]
+        r.metadata.src_node_id: unpack(
+            r.content["masked"].to_numpy_ndarrays()[0], int(r.content["layout"]["length"])
+        )
         for r in _uploads(grid)
         if "masked" in r.content and r.metadata.message_type == rec.SECURE_TRAIN
     }

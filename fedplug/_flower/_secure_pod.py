@@ -14,6 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol
+from fedplug.secagg._field import pack
 
 from . import _records as rec
 from ._pod_runtime import PodRuntime
@@ -135,23 +136,33 @@ def _encode(
     if kind == "train":
         arrays, metrics, n = plaintext_update(runtime, message)
         current = message.content["arrays"].to_numpy_ndarrays()
-        # Updates are sent relative to the global model: small numbers, fine precision.
-        delta = [
-            np.asarray(a, np.float64) - np.asarray(c, np.float64)
-            for a, c in zip(arrays, current, strict=True)
-        ]
-        values = [d.ravel() for d in delta]
     else:
         metrics, n = plaintext_metrics(runtime, message)
-        values = []
+        arrays, current = [], []
     keys = sorted(metrics)
-    values.append(np.array([metrics[k] for k in keys], dtype=np.float64))
+    sizes = [int(np.size(a)) for a in arrays]
+    cut = sum(sizes)
+    # One float64 buffer: the update, the metrics, then two slots the counts overwrite
+    # (zeros encode to zero), so the vector is built without concatenating copies.
+    values = np.zeros(cut + len(keys) + 2, dtype=np.float64)
+    offset = 0
+    for a, c, size in zip(arrays, current, sizes, strict=True):
+        # Updates are sent relative to the global model: small numbers, fine precision.
+        np.subtract(
+            np.asarray(a).reshape(-1),
+            np.asarray(c).reshape(-1),
+            out=values[offset : offset + size],
+            dtype=np.float64,
+        )
+        offset += size
+    values[cut : cut + len(keys)] = [metrics[k] for k in keys]
     codec = FixedPointCodec(
         params.stats_clip if stats else params.clip, params.max_weight, params.n_pods, params.q
     )
-    encoded, clipped = codec.encode_weighted(np.concatenate(values), int(n))
-    tail = np.array([codec.encode_count(int(n)), codec.encode_count(int(clipped))], dtype=np.uint64)
-    return np.concatenate([encoded, tail]), keys
+    encoded, clipped = codec.encode_weighted(values, int(n))
+    encoded[-2] = codec.encode_count(int(n))
+    encoded[-1] = codec.encode_count(int(clipped))
+    return encoded, keys
 
 
 def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
@@ -178,9 +189,10 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
         vector, round=params.seq, attempt=params.attempt, participants=params.participants
     )
     save_protocol(context, STATE_KEY, protocol)
+    # Field elements use 61 of 64 bits: packing them saves 4.5% of the upload.
     content = RecordDict(
         {
-            "masked": ArrayRecord([masked]),
+            "masked": ArrayRecord([pack(masked, params.q)]),
             "layout": ConfigRecord({"metric-keys": json.dumps(keys), "length": int(masked.size)}),
         }
     )

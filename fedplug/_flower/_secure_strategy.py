@@ -22,6 +22,7 @@ from flwr.serverapp.strategy import Strategy
 from fedplug._errors import SecureAggregationError
 from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
+from fedplug.secagg._field import packed_size, unpack
 
 from . import _records as rec
 from ._secure_pod import SecureParams
@@ -81,6 +82,19 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
     server = ServerProtocol(run, min_pods=settings.min_pods, q=settings.prime_q)
     server.collect_bundles(bundles)
     return SecureKeys(run=run, roster=[b.to_dict() for b in server.roster()], server=server)
+
+
+def _upload(pod: str, reply: Message, q: int) -> np.ndarray:
+    """A pod's masked vector: pods send it packed (``secagg._field.pack``), ``length`` long.
+
+    A vector of exactly ``length`` elements that is not the packed size is taken as
+    unpacked; when the two sizes coincide (21 elements) packing leaves the words unchanged.
+    """
+    vector = reply.content["masked"].to_numpy_ndarrays()[0]
+    length = int(reply.content["layout"]["length"])
+    if vector.ndim == 1 and vector.size == length and vector.size != packed_size(length, q):
+        return vector
+    return unpack(vector, length, q, name=f"upload of pod {pod!r}")
 
 
 class SecureAggregationStrategy(AggregationStrategy):
@@ -192,9 +206,7 @@ class SecureAggregationStrategy(AggregationStrategy):
                 detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
                 raise SecureAggregationError(f"{what}: {exc}. Why: {detail}") from exc
             answered = self._redo(params, survivors, what)
-        uploads = {
-            pod: reply.content["masked"].to_numpy_ndarrays()[0] for pod, reply in answered.items()
-        }
+        uploads = {pod: _upload(pod, reply, params.q) for pod, reply in answered.items()}
         layouts = {
             json.dumps(json.loads(str(r.content["layout"]["metric-keys"])))
             for r in answered.values()

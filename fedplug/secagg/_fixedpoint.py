@@ -95,6 +95,9 @@ class FixedPointCodec:
             )
         self.scale: int = scale
         self.vmax: int = half // capacity
+        # The clamp to vmax is a no-op when even the largest clipped value rounds within it
+        # (x * scale and rint are monotonic), which is the usual case.
+        self._clamp = float(np.rint(self.clip * float(scale))) > self.vmax
         self._half = half
 
     def __repr__(self) -> str:
@@ -119,25 +122,37 @@ class FixedPointCodec:
         """Return ``(field elements of weight * x, number of clipped elements)``; same shape."""
         w = self._check_weight(weight, "weight")
         arr = np.asarray(x, dtype=np.float64)
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = arr.size - int(np.count_nonzero(finite))
+        flat = arr.reshape(-1)
+        # Fast paths use reductions (no temporaries); the exact checks run only when needed.
+        total = np.add.reduce(flat) if flat.size else 0.0
+        if not math.isfinite(total) and not np.isfinite(flat).all():
+            bad = flat.size - int(np.count_nonzero(np.isfinite(flat)))
             raise SecureAggregationError(
                 f"update has {bad} non-finite element(s) (NaN or inf); a diverged update is not "
                 "clipped silently: lower the learning rate or check the pod's data"
             )
-        n_clipped = int(np.count_nonzero(np.abs(arr) > self.clip))
-        v = np.clip(arr.reshape(-1), -self.clip, self.clip)  # 1-D: in-place ops need an array
-        v *= float(self.scale)  # exact float; |v| <= 2^52 so the product errs by <= 1/2
-        v = np.rint(v).astype(np.int64)
-        np.clip(v, -self.vmax, self.vmax, out=v)
-        v *= w  # |v * w| <= max_weight * vmax <= (q - 1) / 2, see the module docstring
-        return self._to_field(v).reshape(arr.shape), n_clipped
+        v = np.empty(flat.shape, dtype=np.float64)
+        if flat.size and (flat.max() > self.clip or flat.min() < -self.clip):
+            n_clipped = int(np.count_nonzero(np.abs(flat) > self.clip))
+            np.clip(flat, -self.clip, self.clip, out=v)
+            v *= float(self.scale)
+        else:
+            n_clipped = 0
+            np.multiply(flat, float(self.scale), out=v)  # exact float; |v| <= 2^52: errs <= 1/2
+        np.rint(v, out=v)
+        out = v.astype(np.int64)
+        if self._clamp:
+            np.clip(out, -self.vmax, self.vmax, out=out)
+        out *= w  # |v * w| <= max_weight * vmax <= (q - 1) / 2, see the module docstring
+        return self._to_field(out, v.view(np.uint64)).reshape(arr.shape), n_clipped
 
-    def _to_field(self, v: np.ndarray) -> np.ndarray:
-        out = v.astype(np.uint64)  # two's complement view of negatives, fixed below
-        negative = v < 0
-        out[negative] = np.uint64(self.q) - np.abs(v[negative]).astype(np.uint64)
+    def _to_field(self, v: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
+        """Signed int64 values (|v| <= (q - 1) / 2) as field elements, reusing ``v``'s memory."""
+        # Two's complement: a negative v is 2^64 - |v| as uint64, and adding q wraps it to
+        # q - |v|, the smaller of the two; a non-negative v is below q <= v + q.
+        out = v.view(np.uint64)
+        tmp = np.add(out, np.uint64(self.q), out=tmp)
+        np.minimum(out, tmp, out=out)
         return out
 
     def encode_count(self, n: int) -> np.uint64:
@@ -148,8 +163,8 @@ class FixedPointCodec:
     def _signed(self, field_values: object) -> np.ndarray:
         arr = as_field(field_values, self.q, name="field sum")
         signed = arr.astype(np.int64)
-        negative = arr > np.uint64(self._half)
-        signed[negative] = -(np.uint64(self.q) - arr[negative]).astype(np.int64)
+        # Values above h stand for negatives: subtract q there (vectorised, no fancy indexing).
+        np.subtract(signed, np.int64(self.q), out=signed, where=arr > np.uint64(self._half))
         return signed
 
     def decode_int(self, field_values: object) -> int | np.ndarray:

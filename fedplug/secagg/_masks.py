@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -13,7 +13,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedplug._errors import SecureAggregationError
-from fedplug.secagg._field import Q, check_prime
+from fedplug.secagg._field import (
+    _LAZY,
+    _M61,
+    MERSENNE_61,
+    Q,
+    check_prime,
+    fold61,
+    iadd,
+    isub,
+    reduce61,
+)
 from fedplug.secagg._keys import _length_prefixed, exchange_public_bytes
 
 _PAIR_DOMAIN = b"fedplug/secagg/pair-secret/v1"
@@ -90,6 +100,22 @@ def _keystream_words(encryptor: object, count: int) -> np.ndarray:
     return words.astype(np.uint64, copy=False)  # no copy on little-endian hosts
 
 
+def _mask_cipher(
+    secret: bytes, run_id: str, round: int, attempt: int, participants_digest: bytes, q: int
+) -> object:
+    """The AES-256-CTR keystream of one pair's mask for one (run, round, attempt)."""
+    info = _length_prefixed(
+        _MASK_DOMAIN,
+        run_id.encode(),
+        round.to_bytes(8, "big"),
+        attempt.to_bytes(8, "big"),
+        participants_digest,
+        q.to_bytes(8, "big"),
+    )
+    okm = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=info).derive(secret)
+    return Cipher(algorithms.AES(okm[:32]), modes.CTR(okm[32:])).encryptor()
+
+
 def expand_mask(
     secret: bytes,
     *,
@@ -119,16 +145,7 @@ def expand_mask(
         raise SecureAggregationError(
             "participants_digest must be the 32-byte participants_digest(participants)"
         )
-    info = _length_prefixed(
-        _MASK_DOMAIN,
-        run_id.encode(),
-        round.to_bytes(8, "big"),
-        attempt.to_bytes(8, "big"),
-        participants_digest,
-        q.to_bytes(8, "big"),
-    )
-    okm = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=info).derive(secret)
-    encryptor = Cipher(algorithms.AES(okm[:32]), modes.CTR(okm[32:])).encryptor()
+    encryptor = _mask_cipher(secret, run_id, round, attempt, participants_digest, q)
     low_bits = np.uint64((1 << q.bit_length()) - 1)
     bound = np.uint64(q)
     out = _keystream_words(encryptor, length)
@@ -142,3 +159,73 @@ def expand_mask(
         out[rejected] = fresh
         rejected = rejected[fresh >= bound]
     return out
+
+
+def apply_masks(
+    values: np.ndarray,
+    masks: Sequence[tuple[bytes, bool]],
+    *,
+    run_id: str,
+    round: int,
+    attempt: int,
+    participants_digest: bytes,
+    q: int = Q,
+) -> np.ndarray:
+    """In place ``values + sum(added masks) - sum(subtracted masks) mod q``; returns ``values``.
+
+    ``masks`` lists ``(pair secret, add?)``. The result equals adding and subtracting
+    :func:`expand_mask` vectors one by one. For q = 2^61 - 1 it is computed with a reused
+    keystream buffer and lazy reduction (four passes per mask: keystream, bit mask, range
+    check, addition), close to the cost of AES-CTR itself; other primes take the plain path.
+    """
+    flat = values.reshape(-1)
+    n = flat.size
+    if q != MERSENNE_61 or n == 0:
+        for secret, plus in masks:
+            m = expand_mask(
+                secret,
+                run_id=run_id,
+                round=round,
+                attempt=attempt,
+                participants_digest=participants_digest,
+                length=n,
+                q=q,
+            )
+            (iadd if plus else isub)(flat, m, q)
+        return values
+    nbytes = 8 * n
+    buf = np.empty(nbytes + 15, dtype=np.uint8)  # update_into wants 15 spare bytes
+    view = memoryview(buf)
+    words = buf[:nbytes].view("<u8").view(np.uint64)
+    minus = np.zeros_like(flat) if any(not plus for _, plus in masks) else None
+    tmp = np.empty_like(flat)
+    pending = {True: 0, False: 0}
+    for secret, plus in masks:
+        cipher = _mask_cipher(secret, run_id, round, attempt, participants_digest, q)
+        for start in range(0, nbytes, _CHUNK):
+            size = min(_CHUNK, nbytes - start)
+            data = _ZEROS if size == _CHUNK else _ZEROS[:size]
+            cipher.update_into(data, view[start : start + size + 15])  # type: ignore[attr-defined]
+        np.bitwise_and(words, _M61, out=words)
+        mask = words
+        if words.max() >= _M61:  # a rejected word (probability 2^-61 each): the exact path
+            mask = expand_mask(
+                secret,
+                run_id=run_id,
+                round=round,
+                attempt=attempt,
+                participants_digest=participants_digest,
+                length=n,
+                q=q,
+            )
+        acc = flat if plus else minus
+        if pending[plus] == _LAZY:
+            fold61(acc, tmp)
+            pending[plus] = 0
+        np.add(acc, mask, out=acc)
+        pending[plus] += 1
+    reduce61(flat, tmp)
+    if minus is not None:
+        reduce61(minus, tmp)
+        isub(flat, minus, q)
+    return values

@@ -18,7 +18,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
-from fedplug.secagg._field import Q, as_field, check_prime, iadd, isub, sum_vectors
+from fedplug.secagg._field import Q, as_field, check_prime, sum_vectors
 from fedplug.secagg._keys import (
     IdentityKey,
     KeyBundle,
@@ -27,7 +27,7 @@ from fedplug.secagg._keys import (
     exchange_public_bytes,
     new_exchange_key,
 )
-from fedplug.secagg._masks import expand_mask, pair_secret, participants_digest
+from fedplug.secagg._masks import apply_masks, pair_secret, participants_digest
 
 MAX_ATTEMPT = 1
 """Attempts are 0 (the round) and 1 (its single redo over the survivors)."""
@@ -348,22 +348,16 @@ class PodProtocol:
         self._round, self._attempt = round, attempt
         if attempt == 0:
             self._attempt0_participants = members
-        flat = out.reshape(-1)
         digest = participants_digest(members)
-        for peer in sorted(members - {self.pod}):
-            m = expand_mask(
-                self._secrets[peer],
-                run_id=self._run_id,
-                round=round,
-                attempt=attempt,
-                participants_digest=digest,
-                length=flat.size,
-                q=self.q,
-            )
-            if self.pod < peer:
-                iadd(flat, m, self.q)
-            else:
-                isub(flat, m, self.q)
+        apply_masks(
+            out,
+            [(self._secrets[p], self.pod < p) for p in sorted(members - {self.pod})],
+            run_id=self._run_id,
+            round=round,
+            attempt=attempt,
+            participants_digest=digest,
+            q=self.q,
+        )
         return out
 
 

@@ -1,0 +1,30 @@
+"""Benchmark 3: scale, K = 50 simulated pods, D = 100,000: secure / plain per round.
+
+python benchmarks/aggregation_scale.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from aggregation_round import run  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="K=20, 4 rounds")
+    parser.add_argument("--pods", type=int, default=50)
+    parser.add_argument("--params", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    k, rounds = (20, 4) if args.quick else (args.pods, args.rounds)
+    targets = {"secure_over_plain@K50,D100k": (k, args.params, "secure_over_plain", "<=", 1.5)}
+    run("aggregation_scale", [k], [args.params], ["plain", "secure"], rounds, 600.0, True, targets)
+
+
+if __name__ == "__main__":
+    main()
