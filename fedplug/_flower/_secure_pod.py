@@ -19,9 +19,9 @@ from fedplug.secagg._field import pack
 from . import _records as rec
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
+from ._update_cache import recall, remember
 
 STATE_KEY = "fedplug-secagg"
-CACHE_KEY = "fedplug-secagg-cache"
 
 
 @dataclass(frozen=True)
@@ -169,22 +169,17 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     runtime.require_task_kind(kind)
     params = SecureParams.from_record(message.content[rec.SECURE_KEY])
     protocol = _protocol(runtime, context, params)
-    meta = context.state.get(CACHE_KEY + "-meta")
-    cached = meta is not None and int(meta["seq"]) == params.seq
     if params.attempt == 0:
         vector, keys = _encode(runtime, message, params, kind)
         # Kept for a possible redo, which re-masks it rather than retraining.
-        context.state[CACHE_KEY] = ArrayRecord([vector])
-        context.state[CACHE_KEY + "-meta"] = ConfigRecord(
-            {"seq": params.seq, "keys": json.dumps(keys)}
-        )
-    elif cached:
-        vector = context.state[CACHE_KEY].to_numpy_ndarrays()[0]
-        keys = json.loads(str(meta["keys"]))
+        remember(runtime.name, params.run, params.seq, vector, keys)
     else:
-        raise SecureAggregationError(
-            f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
-        )
+        kept = recall(runtime.name, params.run, params.seq)
+        if kept is None:
+            raise SecureAggregationError(
+                f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
+            )
+        vector, keys = kept
     masked = protocol.mask(
         vector, round=params.seq, attempt=params.attempt, participants=params.participants
     )
