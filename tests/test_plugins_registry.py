@@ -28,7 +28,7 @@ _counter = itertools.count()
 
 FACTORY = """
 def factory(n_pods, **params):
-    raise NotImplementedError
+    raise RuntimeError("this fake factory is never called")
 """
 
 FakeDist = Callable[..., str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +16,7 @@ from fedplug._errors import DataSourceError, PodConfigError
 from fedplug.data._text import did_you_mean, quoted, type_name
 
 
-class Datasource:
+class Datasource(ABC):
     """Base class: a named kind, a ``load()`` that returns a new frame, a ``describe()``."""
 
     kind: ClassVar[str] = "datasource"
@@ -24,8 +25,9 @@ class Datasource:
     #: Constructor arguments that are file paths, resolved against the pod file's directory.
     path_options: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def load(self) -> pd.DataFrame:
-        raise NotImplementedError
+        """A new DataFrame with the source's rows; the source is never written."""
 
     def describe(self) -> str:
         return self.kind

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -13,21 +14,23 @@ from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._validate import Violation
 
 
-class Split:
+class Split(ABC):
     """Base class: ``apply(frame) -> (train, validation)``; never modifies ``frame``."""
 
     kind: ClassVar[str] = "split"
     #: Columns the split uses up (they are not features and are dropped from both parts).
     consumed_columns: tuple[str, ...] = ()
 
+    @abstractmethod
     def apply(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        raise NotImplementedError
+        """``(train, validation)`` parts of ``frame``."""
 
     def describe(self) -> str:
         return self.kind
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The split as it is written in a pod's YAML."""
 
 
 class PercentageSplit(Split):
