@@ -104,13 +104,15 @@ def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Mes
     q = int(str(config.get("q", str(2**61 - 1))))
     protocol = _new_protocol(runtime, context, q)
     bundle = protocol.start_run(run_id)
-    save_protocol(context, STATE_KEY, protocol)
+    save_protocol(context, STATE_KEY, protocol, runtime)
     reply = RecordDict({"bundle": ConfigRecord({"bundle": json.dumps(bundle.to_dict())})})
     return Message(reply, reply_to=message)
 
 
 def _protocol(runtime: PodRuntime, context: Context, params: SecureParams) -> PodProtocol:
-    protocol = load_protocol(context, STATE_KEY, _new_protocol(runtime, context, params.q))
+    protocol = load_protocol(
+        context, STATE_KEY, lambda: _new_protocol(runtime, context, params.q), runtime
+    )
     if protocol is None or protocol.run_id != params.run:
         raise SecureAggregationError(
             f"pod {runtime.name!r} has no key setup for run {params.run!r}; the server must "
@@ -183,7 +185,7 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     masked = protocol.mask(
         vector, round=params.seq, attempt=params.attempt, participants=params.participants
     )
-    save_protocol(context, STATE_KEY, protocol)
+    save_protocol(context, STATE_KEY, protocol, runtime)
     # Field elements use 61 of 64 bits: packing them saves 4.5% of the upload.
     content = RecordDict(
         {

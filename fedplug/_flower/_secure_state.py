@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flwr.app import ConfigRecord, Context
@@ -32,15 +33,31 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def save_protocol(context: Context, key: str, protocol: PodProtocol) -> None:
+# The live protocol objects of this process, by (pod runtime, node, key), with the state
+# text they were saved as. A hit skips re-deriving every pair secret (one X25519 and HKDF
+# per peer) on each message; a pod file that changes gets a new runtime, so a new object.
+_LIVE: dict[tuple[int, int, str], tuple[str, PodProtocol]] = {}
+
+
+def save_protocol(context: Context, key: str, protocol: PodProtocol, owner: object) -> None:
     state = {k: _encode(v) for k, v in protocol.export_state().items()}
-    context.state[key] = ConfigRecord({"state": json.dumps(state)})
+    text = json.dumps(state)
+    context.state[key] = ConfigRecord({"state": text})
+    _LIVE[(id(owner), context.node_id, key)] = (text, protocol)
 
 
-def load_protocol(context: Context, key: str, fresh: PodProtocol) -> PodProtocol | None:
-    """Restore the saved state into ``fresh`` (built from the pod's current policy)."""
+def load_protocol(
+    context: Context, key: str, fresh: Callable[[], PodProtocol], owner: object
+) -> PodProtocol | None:
+    """The saved protocol: this process's live object if it is current, else restored into
+    ``fresh()`` (built from the pod's current policy)."""
     record = context.state.get(key)
     if record is None:
         return None
-    fresh.restore_state({k: _decode(v) for k, v in json.loads(str(record["state"])).items()})
-    return fresh
+    text = str(record["state"])
+    live = _LIVE.get((id(owner), context.node_id, key))
+    if live is not None and live[0] == text:
+        return live[1]
+    protocol = fresh()
+    protocol.restore_state({k: _decode(v) for k, v in json.loads(text).items()})
+    return protocol
