@@ -12,19 +12,23 @@ ServerApp, so a pod importing ``client_app`` loads only what a pod needs.
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Context
+from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedplug._errors import ConfigError, FedplugError, PodConfigError
 
+from . import _records as rec
 from ._pod_app import build_client_app
 
 logger = logging.getLogger("fedplug.server")
@@ -33,18 +37,79 @@ logger = logging.getLogger("fedplug.server")
 OVERRIDES_KEY = "overrides"
 OUTPUT_DIR_KEY = "output-dir"
 DEFAULT_OUTPUT_ROOT = Path("outputs") / "flwr-run"
+#: Seconds between polls for replies (Flower's own grid waits 3 s between polls).
+POLL_INTERVAL = 0.25
 
 
-def _log_to_console() -> None:
-    """Send fedplug's INFO logs to stderr, which Flower streams to ``flwr log``."""
+class PollingGrid(Grid):
+    """A SuperLink grid that polls for replies every :data:`POLL_INTERVAL` seconds.
+
+    A run is a chain of short exchanges (schema query, key setup, statistics, a train
+    and an evaluate exchange per round); waiting up to 3 s after each one's last reply
+    adds seconds to every exchange and nothing else. Given ``nodes``, it shows only
+    those SuperNodes (the run's pods), so no exchange ever waits on another node.
+    """
+
+    def __init__(
+        self, grid: Grid, interval: float = POLL_INTERVAL, nodes: Sequence[int] | None = None
+    ) -> None:
+        self._grid = grid
+        self._interval = interval
+        self._nodes = list(nodes) if nodes is not None else None
+
+    def set_run(self, run) -> None:  # noqa: ANN001
+        self._grid.set_run(run)
+
+    @property
+    def run(self):  # noqa: ANN201
+        return self._grid.run
+
+    def create_message(self, *args, **kwargs) -> Message:  # noqa: ANN002, ANN003
+        return self._grid.create_message(*args, **kwargs)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self._nodes) if self._nodes is not None else self._grid.get_node_ids()
+
+    def get_nodes(self):  # noqa: ANN201
+        nodes = self._grid.get_nodes()
+        return nodes if self._nodes is None else [n for n in nodes if n.node_id in self._nodes]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        pending = set(self.push_messages(messages))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        replies: list[Message] = []
+        while pending:
+            got = list(self.pull_messages(pending))
+            replies.extend(got)
+            pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if not pending or (deadline is not None and time.monotonic() >= deadline):
+                break
+            time.sleep(self._interval)
+        return replies
+
+
+@contextmanager
+def console_logging() -> Iterator[None]:
+    """fedplug's INFO logs on stderr for the run, which Flower streams to ``flwr log``."""
     root = logging.getLogger("fedplug")
-    if not any(getattr(h, "_fedplug", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)-8s fedplug: %(message)s"))
-        handler._fedplug = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-8s fedplug: %(message)s"))
+    level = root.level
+    root.addHandler(handler)
     root.setLevel(logging.INFO)
-    root.propagate = False
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def _config_dir(grid: Grid) -> Path:
@@ -93,6 +158,65 @@ def pod_names(identifiers: list[Any]) -> list[str]:
     return names
 
 
+def find_pods(
+    grid: Grid, wanted: Sequence[str], timeout: float, interval: float = POLL_INTERVAL
+) -> tuple[dict[int, str], dict[str, dict]]:
+    """Which SuperNode serves each wanted pod, and what each pod publishes.
+
+    Every connected SuperNode is asked once which pod it serves; the search ends as soon
+    as every wanted pod has answered, so a SuperNode that died (the SuperLink notices
+    only after its heartbeat timeout), hangs or serves another task delays nothing.
+    """
+    deadline = time.monotonic() + timeout
+    asked: set[int] = set()
+    pending: dict[str, int] = {}  # message id -> node id
+    served: dict[str, list[int]] = {}
+    infos: dict[str, dict] = {}
+    while True:
+        new = [n for n in grid.get_node_ids() if n not in asked]
+        if new:
+            queries = [
+                Message(RecordDict(), dst_node_id=n, message_type=rec.SCHEMA_QUERY) for n in new
+            ]
+            pending.update(zip(grid.push_messages(queries), new, strict=True))
+            asked.update(new)
+        for reply in grid.pull_messages(list(pending)) if pending else []:
+            node = pending.pop(reply.metadata.reply_to_message_id, None)
+            if node is None:
+                continue
+            if reply.has_error():
+                logger.warning(
+                    "SuperNode %s did not say which pod it serves: %s", node, reply.error.reason
+                )
+                continue
+            record = reply.content["schema"]
+            name = str(record["pod"])
+            served.setdefault(name, []).append(node)
+            infos[name] = {
+                "schema": json.loads(str(record["schema"])),
+                "require_secure": bool(record["require-secure"]),
+                "min_pods": int(record["min-pods"]),
+            }
+        if set(wanted) <= set(served):
+            break
+        if time.monotonic() > deadline:
+            missing = sorted(set(wanted) - set(served))
+            raise PodConfigError(
+                f"pod(s) {missing} not found among the connected SuperNodes (found: "
+                f"{sorted(served) or 'none'}) within {timeout:.0f}s. Check the pod names in "
+                "pods.identifiers, or start a SuperNode for each pod "
+                "(`fedplug pod start POD.yaml --superlink HOST:PORT ...`)."
+            )
+        time.sleep(interval)
+    twice = {name: nodes for name, nodes in served.items() if name in wanted and len(nodes) > 1}
+    if twice:
+        raise PodConfigError(
+            f"pod name(s) served by several SuperNodes: {twice}; give each pod a unique name "
+            "and stop the extra SuperNodes."
+        )
+    return {served[name][0]: name for name in wanted}, {name: infos[name] for name in wanted}
+
+
 def _progress(rounds: int):  # noqa: ANN202
     def on_round(server_round: int, train: dict, evaluate: dict) -> None:
         parts = [f"round {server_round}/{rounds}"]
@@ -108,7 +232,7 @@ def _progress(rounds: int):  # noqa: ANN202
 
 def run_deployed(grid: Grid, context: Context) -> Path:
     """The ServerApp's work; returns the output directory."""
-    from fedplug._flower._server import discover_pods, run_plan
+    from fedplug._flower._server import run_plan
     from fedplug._task_builder import (
         attach_result,
         build_plan,
@@ -150,8 +274,13 @@ def run_deployed(grid: Grid, context: Context) -> Path:
         conf,
         out_dir,
     )
+    # A config error fails before any pod is contacted.
+    model._check_params()
+    if hasattr(composed.aggregator, "validate"):
+        composed.aggregator.validate()
     # The model is built from the schemas the pods publish: the modeller needs no pod file.
-    _, infos = discover_pods(grid, names, connect_timeout)
+    nodes, infos = find_pods(grid, names, connect_timeout)
+    logger.info("pods found: %s", {name: node for node, name in nodes.items()})
     schema = getattr(model, "schema", None) or combine_pod_schemas(
         {n: Schema.from_dict(infos[n]["schema"]) for n in names}
     )
@@ -167,7 +296,7 @@ def run_deployed(grid: Grid, context: Context) -> Path:
         on_round=_progress(int(model.rounds)),
     )
     started = time.monotonic()
-    result = run_plan(grid, plan)
+    result = run_plan(PollingGrid(grid, nodes=list(nodes)), plan)
     seconds = time.monotonic() - started
     attach_result(model, result)
     write_outputs(out_dir, model, result.history, seconds, composed.config)
@@ -180,13 +309,13 @@ server_app = ServerApp()
 
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
-    _log_to_console()
-    try:
-        run_deployed(grid, context)
-    except FedplugError as exc:
-        # Raised on: Flower then marks the run failed, with this message as its details.
-        logger.error("fedplug run failed: %s", exc)
-        raise
+    with console_logging():
+        try:
+            run_deployed(PollingGrid(grid), context)
+        except FedplugError as exc:
+            # Raised on: Flower marks the run failed, with this message as its details.
+            logger.error("fedplug run failed: %s", exc)
+            raise
 
 
 client_app = build_client_app()

@@ -1,0 +1,181 @@
+"""From a composed Hydra config to a runnable plan: shared by every way of running a task.
+
+``fedplug run`` (simulation), ``flwr run`` (a real SuperLink, :mod:`fedplug._flower.app`)
+and ``TabularClassifier.fit`` build the same objects through these functions, so the
+same config gives the same task whichever way it runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedplug._errors import ConfigError
+
+if TYPE_CHECKING:  # imported lazily below: they pull in torch and Flower
+    from fedplug._flower import Aggregator, RunPlan, RunResult
+    from fedplug.data import Schema
+    from fedplug.learning import TrainingTask
+
+
+@dataclass
+class ComposedRun:
+    """The objects a composed config describes, before any pod is contacted."""
+
+    model: Any  # a model plugin, e.g. TabularClassifier
+    aggregator: Aggregator
+    aggregator_ref: str
+    strategy_ref: str
+    strategy_params: dict[str, Any]
+    pods: dict[str, Any]  # the ``pods`` group: identifiers, dirs, create_demo
+    pod_dirs: list[Path]
+    federation: dict[str, Any]
+    config: dict[str, Any]  # the whole composed config, resolved, for the outputs
+
+
+def compose_config(overrides: Sequence[str], config_dir: Path | None = None) -> Any:
+    """Compose ``config.yaml`` with Hydra overrides, as ``fedplug run OVERRIDES`` does.
+
+    Unlike ``@hydra.main`` this neither changes directory nor creates an output
+    directory; the caller decides where outputs go.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fedplug.cli._run import conf_dir
+
+    directory = Path(config_dir) if config_dir is not None else conf_dir()
+    try:
+        with initialize_config_dir(config_dir=str(directory.resolve()), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(
+            f"the Hydra overrides {list(overrides)} do not compose with the configs in "
+            f"{directory}: {exc}. Fix the override (e.g. aggregator=secure, model.epochs=2)."
+        ) from exc
+
+
+def plain(value: Any) -> Any:
+    """A resolved plain container from an OmegaConf node (``None`` stays ``None``)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if value is not None else None
+
+
+def plugin_ref(group_cfg: dict, group: str) -> str:
+    """Pop a group's plugin reference: an entry-point ``name`` or a ``_target_`` path."""
+    name, target = group_cfg.pop("name", None), group_cfg.pop("_target_", None)
+    if (name is None) == (target is None):
+        raise ConfigError(
+            f"the {group} config must give exactly one of `name` (a plugin name, see "
+            f"`fedplug plugins`) and `_target_` (an import path package.module:attribute); "
+            f"got name={name!r}, _target_={target!r}. Remove one, e.g. ~{group}.name."
+        )
+    return str(name if name is not None else target)
+
+
+def only_known(params: dict, cls: type, what: str) -> dict:
+    """``params`` unchanged, or a ConfigError naming keys ``cls`` does not take."""
+    valid = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ConfigError(
+            f"{what} config has unknown key(s) {unknown}; {cls.__name__} takes {sorted(valid)}."
+        )
+    return params
+
+
+def objects_from_config(cfg: Any) -> ComposedRun:
+    """The model, aggregator and strategy a composed config names (plugins by name)."""
+    from fedplug._plugins import load_plugin
+    from fedplug.learning import DataStructure, Optimizer
+
+    pods = plain(cfg.pods)
+    model_cfg = plain(cfg.model)
+    model_cls = load_plugin("models", plugin_ref(model_cfg, "model"))
+    optimizer = model_cfg.pop("optimizer", None) or {}
+    model = model_cls(
+        datastructure=DataStructure(**plain(cfg.datastructure)),
+        optimizer=Optimizer(optimizer.get("name", "Adam"), optimizer.get("params") or {}),
+        seed=int(cfg.seed),
+        **only_known(model_cfg, model_cls, "model"),
+    )
+    agg_cfg = plain(cfg.aggregator)
+    agg_ref = plugin_ref(agg_cfg, "aggregator")
+    aggregator = load_plugin("aggregators", agg_ref)(**(agg_cfg.get("params") or {}))
+    strat_cfg = plain(cfg.strategy)
+    strat_ref = plugin_ref(strat_cfg, "strategy")
+    return ComposedRun(
+        model=model,
+        aggregator=aggregator,
+        aggregator_ref=agg_ref,
+        strategy_ref=strat_ref,
+        strategy_params=dict(strat_cfg.get("params") or {}),
+        pods=pods,
+        pod_dirs=[Path(d) for d in pods.get("dirs") or []],
+        federation=plain(cfg.federation) or {},
+        config=plain(cfg),
+    )
+
+
+def initial_weights(task: TrainingTask) -> list[np.ndarray]:
+    """The round-0 model: the task's network built under the task's seed."""
+    import torch
+
+    from fedplug.learning import TabularNetSpec, get_weights
+
+    torch.manual_seed(task.seed)
+    return get_weights(TabularNetSpec.from_dict(task.model).build())
+
+
+def build_plan(
+    model: Any,
+    pod_names: Sequence[str],
+    schema: Schema,
+    aggregator: Aggregator | None,
+    strategy: Any = "fedavg",
+    strategy_params: Mapping[str, Any] | None = None,
+    *,
+    round_timeout: float = 300.0,
+    connect_timeout: float = 120.0,
+    on_round: Callable[[int, dict, dict], None] | None = None,
+) -> RunPlan:
+    """The plan that trains ``model`` over the named pods, given their combined schema.
+
+    Checks everything that can be checked before any pod computes: the model's
+    parameters, the aggregator's, that the datastructure names exactly these pods, and
+    that the strategy can run under this aggregator.
+    """
+    from fedplug._api import build_strategy
+    from fedplug._flower import FedAvg, RunPlan
+
+    model._check_params()
+    aggregator = aggregator if aggregator is not None else FedAvg()
+    if hasattr(aggregator, "validate"):
+        aggregator.validate()
+    names = list(pod_names)
+    model.datastructure.check_pods(names)
+    task = model._task(schema)
+    return RunPlan(
+        pods=names,
+        task=task,
+        initial_weights=initial_weights(task),
+        rounds=int(model.rounds),
+        aggregator=aggregator,
+        strategy=build_strategy(strategy, len(names), dict(strategy_params or {}), aggregator),
+        round_timeout=float(round_timeout),
+        connect_timeout=float(connect_timeout),
+        on_round=on_round,
+    )
+
+
+def attach_result(model: Any, result: RunResult) -> None:
+    """Make ``model`` the trained model of ``result`` (ready to predict or serialize)."""
+    model._fitted = (result.task, result.weights)
+    model.history_ = result.history
