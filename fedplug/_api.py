@@ -22,7 +22,6 @@ from fedplug.learning import (
     TabularNetSpec,
     TrainingTask,
     evaluate_local,
-    get_weights,
     set_weights,
 )
 
@@ -153,36 +152,28 @@ class TabularClassifier:
         on_round: Callable[[int, dict, dict], None] | None = None,
     ) -> list[dict]:
         """Train across the pods on the Flower Simulation Engine; return the history."""
-        from fedplug._flower import FedAvg, RunPlan, run_in_simulation
+        from fedplug._flower import run_in_simulation
+        from fedplug._task_builder import attach_result, build_plan
 
-        self._check_params()
-        aggregator = aggregator if aggregator is not None else FedAvg()
-        if hasattr(aggregator, "validate"):
-            aggregator.validate()  # before any pod or simulation starts
+        self._check_params()  # fail fast, before any pod data is read
         pods = _pods(pod_identifiers, pod_dirs)
-        names = [pod.name for _, pod in pods]
-        self.datastructure.check_pods(names)
         schema = self.schema
         if schema is None:
             schema = _combine_schemas({pod.name: pod.load().schema for _, pod in pods})
-        task = self._task(schema)
-        torch.manual_seed(self.seed)
-        initial = get_weights(TabularNetSpec.from_dict(task.model).build())
-        plan = RunPlan(
-            pods=names,
-            task=task,
-            initial_weights=initial,
-            rounds=int(self.rounds),
-            aggregator=aggregator,
-            strategy=build_strategy(strategy, len(names), strategy_params or {}, aggregator),
-            round_timeout=float(round_timeout),
+        plan = build_plan(
+            self,
+            [pod.name for _, pod in pods],
+            schema,
+            aggregator,
+            strategy,
+            strategy_params,
+            round_timeout=round_timeout,
             on_round=on_round,
         )
         result = run_in_simulation(
             plan, [p for p, _ in pods], cpus_per_pod=cpus_per_pod, verbose=verbose
         )
-        self._fitted = (result.task, result.weights)
-        self.history_ = result.history
+        attach_result(self, result)
         return result.history
 
     # -- inference ----------------------------------------------------------------------

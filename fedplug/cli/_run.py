@@ -63,89 +63,42 @@ def _is_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _plain(value: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(value, resolve=True) if value is not None else None
-
-
 def run_from_config(cfg: Any) -> float | None:
     """Run one composed config; returns the final validation accuracy (for sweepers)."""
     import time
 
     from hydra.core.hydra_config import HydraConfig
 
-    from fedplug._plugins import load_plugin
-    from fedplug.learning import DataStructure, Optimizer
+    from fedplug._task_builder import objects_from_config
 
     from ._outputs import print_results, progress_printer, write_outputs
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    pods = _plain(cfg.pods)
-    pod_dirs = [Path(d) for d in pods.get("dirs") or []]
-    _ensure_demo(pods, pod_dirs)
-    model_cfg = _plain(cfg.model)
-    model_cls = load_plugin("models", _plugin_ref(model_cfg, "model"))
-    optimizer = model_cfg.pop("optimizer", None) or {}
-    ds = _plain(cfg.datastructure)
-    model = model_cls(
-        datastructure=DataStructure(**ds),
-        optimizer=Optimizer(optimizer.get("name", "Adam"), optimizer.get("params") or {}),
-        seed=int(cfg.seed),
-        **_only(model_cfg, model_cls, "model"),
-    )
-    agg_cfg = _plain(cfg.aggregator)
-    agg_ref = _plugin_ref(agg_cfg, "aggregator")
-    aggregator = load_plugin("aggregators", agg_ref)(**(agg_cfg.get("params") or {}))
-    strat_cfg = _plain(cfg.strategy)
-    strat_ref = _plugin_ref(strat_cfg, "strategy")
-    fed = _plain(cfg.federation)
+    run = objects_from_config(cfg)
+    _ensure_demo(run.pods, run.pod_dirs)
+    model, fed = run.model, run.federation
     console.print(
-        f"[bold]fedplug run[/]: {model_cls.__name__} on pods {pods['identifiers']} | "
-        f"aggregator={agg_ref} strategy={strat_ref} rounds={model.rounds} "
+        f"[bold]fedplug run[/]: {type(model).__name__} on pods {run.pods['identifiers']} | "
+        f"aggregator={run.aggregator_ref} strategy={run.strategy_ref} rounds={model.rounds} "
         f"seed={cfg.seed}\noutputs: {out_dir}"
     )
     started = time.monotonic()
     history = model.fit(
-        pods["identifiers"],
-        aggregator=aggregator,
-        strategy=strat_ref,
-        strategy_params=strat_cfg.get("params") or {},
-        pod_dirs=pod_dirs,
+        run.pods["identifiers"],
+        aggregator=run.aggregator,
+        strategy=run.strategy_ref,
+        strategy_params=run.strategy_params,
+        pod_dirs=run.pod_dirs,
         round_timeout=float(fed.get("round_timeout", 300.0)),
         cpus_per_pod=float(fed.get("cpus_per_pod", 1.0)),
         verbose=bool(fed.get("verbose", False)),
         on_round=progress_printer(console, model.rounds),
     )
     seconds = time.monotonic() - started
-    write_outputs(out_dir, model, history, seconds, _plain(cfg))
+    write_outputs(out_dir, model, history, seconds, run.config)
     print_results(console, history, seconds, out_dir)
     final = history[-1]["evaluate"] if history else {}
     return float(final.get("accuracy", 0.0)) if final else None
-
-
-def _plugin_ref(group_cfg: dict, group: str) -> str:
-    """Pop a group's plugin reference: an entry-point ``name`` or a ``_target_`` path."""
-    name, target = group_cfg.pop("name", None), group_cfg.pop("_target_", None)
-    if (name is None) == (target is None):
-        raise ConfigError(
-            f"the {group} config must give exactly one of `name` (a plugin name, see "
-            f"`fedplug plugins`) and `_target_` (an import path package.module:attribute); "
-            f"got name={name!r}, _target_={target!r}. Remove one, e.g. ~{group}.name."
-        )
-    return str(name if name is not None else target)
-
-
-def _only(params: dict, cls: type, what: str) -> dict:
-    import inspect
-
-    valid = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(params) - valid)
-    if unknown:
-        raise ConfigError(
-            f"{what} config has unknown key(s) {unknown}; {cls.__name__} takes {sorted(valid)}."
-        )
-    return params
 
 
 def _ensure_demo(pods: dict, pod_dirs: list[Path]) -> None:
