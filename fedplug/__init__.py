@@ -40,7 +40,34 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_WHERE, "__version__"])
+__all__ = [
+    "Aggregator",
+    "CSVSource",
+    "ConfigError",
+    "DataFrameSource",
+    "DataSourceError",
+    "DataStructure",
+    "DataStructureError",
+    "DataValidationError",
+    "FedAvg",
+    "FedplugError",
+    "Optimizer",
+    "ParquetSource",
+    "PluginError",
+    "Pod",
+    "PodConfigError",
+    "PodPolicy",
+    "PolicyRefusal",
+    "SQLSource",
+    "Schema",
+    "SchemaError",
+    "SecureAggregationError",
+    "SecureAggregator",
+    "TabularClassifier",
+    "TrainingError",
+    "__version__",
+    "combine_pod_schemas",
+]
 
 
 def __getattr__(name: str) -> Any:

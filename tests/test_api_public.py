@@ -57,3 +57,7 @@ def test_errors_share_one_base() -> None:
         value = getattr(fedplug, name)
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, fedplug.FedplugError)
+
+
+def test_all_matches_the_lazy_exports() -> None:
+    assert sorted(fedplug.__all__) == sorted([*fedplug._WHERE, "__version__"])

@@ -139,7 +139,8 @@ def test_unknown_datasource_type_in_a_pod_file(data_pod_dir):
 
     message = str(info.value)
     assert f"pod file '{path}' (pod 'a')" in message
-    assert "unknown datasource type 'xlsx'; known types: 'csv', 'dataframe', 'parquet', 'sql'" in message
+    assert "unknown datasource type 'xlsx'" in message
+    assert "known types: 'csv', 'dataframe', 'parquet', 'sql'" in message
 
 
 @pytest.mark.parametrize(

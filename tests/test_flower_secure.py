@@ -164,7 +164,17 @@ def test_tampered_roster_signature_is_refused(fed_pods) -> None:
     from flwr.app import ConfigRecord, Message, RecordDict
 
     setup = Message(
-        RecordDict({"config": ConfigRecord({"run": "r1", "q": str(2**61 - 1)})}),
+        RecordDict(
+            {
+                "config": ConfigRecord(
+                    {
+                        "run": "r1",
+                        "q": str(2**61 - 1),
+                        "fedplug-pods": json.dumps(["pod-a", "pod-b"]),
+                    }
+                )
+            }
+        ),
         dst_node_id=1,
         message_type=rec.SECAGG_SETUP,
     )
@@ -247,3 +257,14 @@ def test_secure_aggregator_settings_are_checked(fed_pods) -> None:
         run_local(pods, SecureAggregator(min_pods=1), rounds=1)
     with pytest.raises(ConfigError, match="prime_q"):
         run_local(pods, SecureAggregator(prime_q=97), rounds=1)
+
+
+def test_unapproved_pods_are_refused_at_key_setup(fed_pods) -> None:
+    # The refusal comes before the pod publishes a key for a roster it would not accept.
+    pods = fed_pods(2, policies={"pod-a": {"approved_pods": ["someone-else"]}})
+    grid = make_grid(pods)
+    with pytest.raises(PolicyRefusal, match="pod-a"):
+        run_plan(grid, make_plan(pods, SecureAggregator(), rounds=1))
+    setups = [r for r in grid.replies if r.metadata.message_type == rec.SECAGG_SETUP]
+    refused = [r for r in setups if r.has_error()]
+    assert refused and json.loads(refused[0].error.reason)["reason"] == "unapproved-pod"

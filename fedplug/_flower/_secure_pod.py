@@ -100,6 +100,10 @@ def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Mes
     """Publish a signed, fresh exchange key for this run."""
     runtime.require_task_kind("train")
     config = message.content["config"]
+    # Refuse before publishing a key for a task with pods this pod has not approved.
+    runtime.require_peers_allowed(
+        json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
+    )
     run_id = str(config["run"])
     q = int(str(config.get("q", str(2**61 - 1))))
     protocol = _new_protocol(runtime, context, q)

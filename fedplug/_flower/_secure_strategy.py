@@ -60,7 +60,7 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
         for n in session.node_ids
     ]
     replies = list(grid.send_and_receive(sent, timeout=settings.timeout))
-    good, failed = split_replies(session, replies, "secure key setup")
+    good, failed = split_replies(session, replies, "secure key setup", sent)
     missing = missing_pods(session, sent, replies)
     if failed or missing:
         problems = [f"pod {p!r}: {r}" for p, r in failed.items()]
@@ -187,7 +187,7 @@ class SecureAggregationStrategy(AggregationStrategy):
         assert self._params is not None and self._grid is not None
         params = self._params
         replies = list(replies)
-        good, failed = split_replies(self.session, replies, what)
+        good, failed = split_replies(self.session, replies, what, self._sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
         dropped = sorted(set(params.participants) - set(answered))
         if dropped:
@@ -246,7 +246,7 @@ class SecureAggregationStrategy(AggregationStrategy):
         by_pod = {self.session.pods[m.metadata.dst_node_id]: m for m in self._sent}
         sent = [self._message(by_pod[p], redo, by_pod[p].metadata.message_type) for p in survivors]
         replies = list(self._grid.send_and_receive(sent, timeout=self.settings.timeout))
-        good, failed = split_replies(self.session, replies, what + " (redo)")
+        good, failed = split_replies(self.session, replies, what + " (redo)", sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
         lost = sorted(set(survivors) - set(answered))
         if lost:

@@ -71,18 +71,23 @@ class PodGrid(Grid):
 
 
 def split_replies(
-    session: PodSession, replies: Iterable[Message], what: str
+    session: PodSession, replies: Iterable[Message], what: str, sent: Sequence[Message] = ()
 ) -> tuple[list[Message], dict[str, str]]:
     """Separate good replies from failures; raise at once on a policy refusal.
 
     A refusal is the pod owner's decision, so the run stops and the modeller sees the
-    pod's own words rather than a silently smaller aggregate.
+    pod's own words rather than a silently smaller aggregate. Error replies that the
+    SuperLink makes itself (a node gone, say) come from node 0; ``sent`` names their pod.
     """
+    addressed = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
     good: list[Message] = []
     failed: dict[str, str] = {}
     refusals: list[tuple[str, str, list[str]]] = []
     for reply in replies:
-        pod = session.pods.get(reply.metadata.src_node_id, f"node {reply.metadata.src_node_id}")
+        node = reply.metadata.src_node_id
+        if node not in session.pods:
+            node = addressed.get(reply.metadata.reply_to_message_id, node)
+        pod = session.pods.get(node, f"node {node}")
         if not reply.has_error():
             good.append(reply)
             continue

@@ -49,7 +49,7 @@ class AggregationStrategy(Strategy):
 
     def _checked(self, replies: Iterable[Message], what: str) -> list[Message]:
         replies = list(replies)
-        good, failed = split_replies(self.session, replies, what)
+        good, failed = split_replies(self.session, replies, what, self._sent)
         missing = missing_pods(self.session, self._sent, replies)
         for pod, reason in failed.items():
             logger.warning("%s: pod %r failed: %s", what, pod, reason)

@@ -1,4 +1,5 @@
-"""The ``fedplug`` command: ``run`` (Hydra), ``demo``, ``pod``, ``evaluate``, ``plugins``, ``report``."""
+"""The ``fedplug`` command: ``run`` (Hydra), ``demo``, ``pod``, ``evaluate``, ``plugins``,
+``report``."""
 
 from __future__ import annotations
 

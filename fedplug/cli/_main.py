@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--auth-key", default=None, help="this SuperNode's private key for node authentication"
     )
-    start.add_argument("--clientappio-api-address", default=None)
+    start.add_argument(
+        "--port", type=int, default=None, help="local port for the pod's app (default: free)"
+    )
     evaluate = sub.add_parser("evaluate", help="score a saved model on a labelled file")
     evaluate.add_argument("model")
     evaluate.add_argument("data")

@@ -64,9 +64,6 @@ def _runtime_port(ns: argparse.Namespace) -> str:
     without each owner picking ports (Flower's default, 9094, would collide).
     """
     port = getattr(ns, "port", None)
-    legacy = getattr(ns, "clientappio_api_address", None)  # HOST:PORT, older option
-    if port is None and legacy:
-        port = str(legacy).rsplit(":", 1)[-1]
     if port is None:
         return str(free_local_port())
     if not str(port).isdigit() or not 0 < int(port) < 65536:
