@@ -264,7 +264,7 @@ def test_fedplug_plugins_lists_every_kind_with_distributions(
 
 
 def test_run_config_names_a_plugin_by_name_or_target() -> None:
-    from fedplug.cli._run import _plugin_ref
+    from fedplug._task_builder import plugin_ref as _plugin_ref
 
     assert _plugin_ref({"name": "fedavg", "params": {}}, "strategy") == "fedavg"
     target = {"_target_": "fedplug_strategies.flower:fedadam", "params": {"eta": 0.1}}
