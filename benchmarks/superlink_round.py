@@ -1,0 +1,285 @@
+"""Benchmark 2: aggregation rounds on a real SuperLink with three SuperNodes.
+
+A real ``flower-superlink`` and three ``flower-supernode`` processes on 127.0.0.1 (the
+harness of ``tests/deploy_helpers.py``: free ports, ``FLWR_HOME`` in a temp dir, every
+process stopped at the end), and one ``flwr run`` per mode and size on the same SuperLink
+and SuperNodes: plain FedAvg, fedplug secure aggregation, Flower SecAgg+. The apps are
+those of benchmark 1 (``_apps.py``: pods return a fixed update, fedplug's real pod and
+server aggregation code), packaged at run time as a small Flower App whose components
+live in ``_superlink_app.py`` (shipped inside the FAB). Per run: median seconds per round
+over the timed rounds (the first round warms up, the last also measures upload sizes;
+both left out), fedplug's one-time key setup separately. Flower 1.42's SuperNode sleeps
+3 s whenever a poll finds no message, so every server -> pod exchange costs up to ~3 s
+of waiting: SecAgg+ needs four exchanges per round, fedplug secure and plain one.
+
+    python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from _common import md_table, write_results  # noqa: E402
+from aggregation_round import LABELS, MODES, summarize  # noqa: E402
+from deploy_helpers import BIN, CONNECTION, Cluster, free_port  # noqa: E402
+
+K = 3
+COMPONENTS = {
+    "plain": "_superlink_app:fedplug_client",
+    "secure": "_superlink_app:fedplug_client",
+    "secaggplus": "_superlink_app:secaggplus_client",
+}
+
+
+def make_app(directory: Path, mode: str) -> Path:
+    """A Flower App directory: pyproject + the benchmark modules (shipped in the FAB)."""
+    app = directory / f"app-{mode}"
+    app.mkdir(parents=True, exist_ok=True)
+    for name in ("_apps.py", "_superlink_app.py"):
+        shutil.copy(HERE / name, app / name)
+    (app / "pyproject.toml").write_text(
+        f"""[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "fedplug-bench-{mode}"
+version = "1.0.0"
+dependencies = ["flwr"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "fedplug-bench"
+
+[tool.flwr.app.components]
+serverapp = "_superlink_app:server_app"
+clientapp = "{COMPONENTS[mode]}"
+
+[tool.flwr.app.config]
+mode = "{mode}"
+k = {K}
+d = 1000
+rounds = 3
+out = ""
+"""
+    )
+    return app
+
+
+def run_mode(c: Cluster, app: Path, mode: str, d: int, rounds: int, timeout: float) -> dict:
+    out = c.workdir / f"outcome-{mode}-{d}.json"
+    config = f"mode='{mode}' k={K} d={d} rounds={rounds} out='{out}'"
+    start = time.time()
+    run = c._spawn(  # noqa: SLF001 - the harness's process starter (logs, cleanup)
+        f"run-{mode}-{d}",
+        [BIN / "flwr", "run", app, CONNECTION, "--run-config", config, "--stream"],
+    )
+    try:
+        outcome = c.finish(run, timeout=timeout)
+        data = json.loads(out.read_text()) if out.exists() else {}
+        if not data:
+            data = {"error": f"no outcome ({outcome.status}): {outcome.details[-1500:]}"}
+        elif outcome.status != "finished:completed" and not data.get("error"):
+            data["error"] = f"run {outcome.status}: {outcome.details[-1500:]}"
+        data["run_s"] = outcome.seconds
+    except Exception as exc:  # noqa: BLE001 - recorded, the other modes still run
+        data = {"error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+    data["process_s"] = time.time() - start
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=int, nargs="+", default=[1_000_000, 100_000])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--rounds", type=int, default=6, help="incl. warm-up and last round")
+    parser.add_argument("--timeout", type=float, default=420.0, help="per run, seconds")
+    parser.add_argument("--keep", type=Path, help="keep logs in this directory")
+    args = parser.parse_args()
+    started = time.time()
+    workdir = Path(tempfile.mkdtemp(prefix="fedplug-superlink-bench-"))
+    rows: list[dict] = []
+    try:
+        with Cluster(workdir) as c:
+            c.env["PYTHONPATH"] = str(HERE)  # belt and braces: the FAB ships the modules too
+            c.env["PYTHONWARNINGS"] = "ignore"
+            c.start_superlink()
+            nodes = [
+                c._spawn(  # noqa: SLF001
+                    f"supernode-{i}",
+                    [
+                        BIN / "flower-supernode",
+                        "--insecure",
+                        "--superlink",
+                        c.address,
+                        "--port",
+                        str(free_port()),
+                    ],
+                )
+                for i in range(K)
+            ]
+            for node in nodes:
+                c.wait_connected(node)
+            apps = {mode: make_app(workdir, mode) for mode in args.modes}
+            for d in args.params:
+                for mode in args.modes:
+                    print(f"{mode} K={K} D={d} ...", flush=True)
+                    raw = run_mode(c, apps[mode], mode, d, args.rounds, args.timeout)
+                    row = summarize(mode, K, d, raw)
+                    row["run_s"] = raw.get("run_s")
+                    row["server_app_s"] = raw.get("serverapp_s")
+                    rows.append(row)
+                    print(
+                        f"  round {row['round_s']:.3f}s (all {np.round(row['round_s_all'], 2)})"
+                        f"  setup {row['setup_s']:.3f}s  {row['error'] or ''}",
+                        flush=True,
+                    )
+            if args.keep:
+                shutil.copytree(c.logs, args.keep, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(rows, args, started)
+
+
+def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
+    by = {(r["mode"], r["params"]): r for r in rows}
+    table, ratios = [], []
+    for d in args.params:
+        plain = by.get(("plain", d))
+        for mode in args.modes:
+            r = by[(mode, d)]
+            table.append(
+                [
+                    K,
+                    f"{d:,}",
+                    LABELS[mode],
+                    r["round_s"],
+                    r["round_s"] / plain["round_s"] if plain else float("nan"),
+                    ", ".join(f"{x:.2f}" for x in r["round_s_all"]),
+                    r["setup_s"] if mode == "secure" else float("nan"),
+                    r["server_aggregate_s"],
+                    r["pod_handler_ms"],
+                    r["upload_bytes_per_pod"] / 1e6,
+                    "FAILED: " + r["error"].splitlines()[0][:60] if r["error"] else "",
+                ]
+            )
+        s = by.get(("secure", d))
+        if s and plain:
+            entry = {"params": d, "secure_over_plain": s["round_s"] / plain["round_s"]}
+            if ("secaggplus", d) in by:
+                entry["secaggplus_over_secure"] = by[("secaggplus", d)]["round_s"] / s["round_s"]
+            entry["secure_setup_s"] = s["setup_s"]
+            ratios.append(entry)
+    md = md_table(
+        [
+            "K",
+            "D",
+            "aggregation",
+            "s / round (median)",
+            "x plain",
+            "all rounds s",
+            "one-time key setup s",
+            "server aggregate s",
+            "pod handler ms",
+            "upload MB / pod",
+            "note",
+        ],
+        table,
+    )
+    md += "\n\nRatios (same SuperLink, same SuperNodes, same run of this script):\n\n"
+    md += md_table(
+        ["D", "secure / plain", "SecAgg+ / secure", "fedplug key setup s (once)"],
+        [
+            [
+                f"{e['params']:,}",
+                e["secure_over_plain"],
+                e.get("secaggplus_over_secure", float("nan")),
+                e["secure_setup_s"],
+            ]
+            for e in ratios
+        ],
+    )
+    checks = {}
+    for e in ratios:
+        tag = f"@K{K},D{e['params']:,}"
+        v = e["secure_over_plain"]
+        checks["secure_over_plain" + tag] = {"value": v, "bound": 1.15, "met": v <= 1.15}
+        if "secaggplus_over_secure" in e:
+            v = e["secaggplus_over_secure"]
+            checks["secaggplus_over_secure" + tag] = {"value": v, "bound": 3.0, "met": v >= 3.0}
+    if checks:
+        md += "\n\nTargets (issue 6, benchmark 2):\n\n" + "\n".join(
+            f"- {k}: {v['value']:.2f} (target {'>=' if 'secaggplus' in k else '<='}"
+            f" {v['bound']}): {'met' if v['met'] else 'MISSED'}"
+            for k, v in checks.items()
+        )
+    md += (
+        f"\n\nOne `flower-superlink` and {K} `flower-supernode` processes on 127.0.0.1 "
+        "(insecure, this machine), one `flwr run` per row, in the order of the table. "
+        f"{args.rounds} rounds per run; the median is over rounds 2..{args.rounds - 1} "
+        "(round 1 warms up, the last also measures upload sizes). A round is timed in the "
+        "ServerApp from sending the train messages to the aggregated model; Flower 1.42's "
+        "SuperNode sleeps 3 s after every empty poll, so each server -> pod exchange waits "
+        "up to ~3 s: plain and fedplug secure need one exchange per round, SecAgg+ four "
+        "(setup, share keys, collect masked vectors, unmask) and does its key setup inside "
+        "every round. fedplug's key setup runs once per run (`setup_s`, not in the round "
+        "times). Pod handler = fedplug's real pod code per message (encode + mask + pack "
+        "for secure); SecAgg+ per-stage pod times are not instrumented.\n"
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(args.params), figsize=(4.5 * len(args.params), 3.4), squeeze=False
+    )
+    for ax, d in zip(axes[0], args.params, strict=True):
+        names = [LABELS[m] for m in args.modes]
+        ys = [by[(m, d)]["round_s"] for m in args.modes]
+        ax.bar(names, ys, color=["tab:gray", "tab:blue", "tab:orange"][: len(ys)])
+        if "secure" in args.modes:
+            ax.bar(["fedplug key setup\n(once)"], [by[("secure", d)]["setup_s"]], color="tab:cyan")
+        ax.set_title(f"real SuperLink, K = {K}, D = {d:,}")
+        ax.set_ylabel("seconds / round (median)")
+        ax.tick_params(axis="x", labelsize=7)
+    params = {
+        "pods": K,
+        "params": args.params,
+        "modes": args.modes,
+        "rounds": args.rounds,
+        "timed_rounds": "2..rounds-1",
+        "deployment": "flower-superlink + 3 flower-supernode on 127.0.0.1, --insecure, "
+        "flwr run --stream, FLWR_SUPEREXEC_TASK_POLL_INTERVAL=0.2",
+        "num_examples_per_pod": 1000,
+        "secure": "SecureAggregator() defaults (q=2^61-1, clip 8, max_weight 1e6)",
+        "secaggplus": "SecAggPlusWorkflow(num_shares=K, reconstruction_threshold=K-1), "
+        "legacy FedAvg",
+    }
+    write_results(
+        "superlink_round",
+        params=params,
+        results={"rows": rows, "ratios": ratios, "checks": checks},
+        markdown=md,
+        plot=fig,
+        started=started,
+    )
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
