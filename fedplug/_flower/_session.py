@@ -34,16 +34,16 @@ class PodSession:
         return [self.pods.get(n, f"node {n}") for n in node_ids]
 
 
-class PodGrid(Grid):
-    """A view of a Grid restricted to a run's pods, so inner strategies sample only them.
+class GridView(Grid):
+    """A Grid that delegates to another, showing only ``nodes`` when given.
 
-    Flower's strategies wait for ``min_available_nodes`` without a timeout; a fixed view
-    of nodes already seen keeps that wait from ever starting.
+    The base of fedplug's grid adapters: subclasses change one behaviour (which nodes a
+    strategy sees, how replies are polled) and inherit the rest.
     """
 
-    def __init__(self, grid: Grid, session: PodSession) -> None:
+    def __init__(self, grid: Grid, nodes: Sequence[int] | None = None) -> None:
         self._grid = grid
-        self._session = session
+        self._nodes = list(nodes) if nodes is not None else None
 
     def set_run(self, run) -> None:  # noqa: ANN001
         self._grid.set_run(run)
@@ -56,7 +56,11 @@ class PodGrid(Grid):
         return self._grid.create_message(*args, **kwargs)
 
     def get_node_ids(self) -> Iterable[int]:
-        return self._session.node_ids
+        return list(self._nodes) if self._nodes is not None else self._grid.get_node_ids()
+
+    def get_nodes(self):  # noqa: ANN201
+        nodes = self._grid.get_nodes()
+        return nodes if self._nodes is None else [n for n in nodes if n.node_id in self._nodes]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         return self._grid.push_messages(messages)
@@ -68,6 +72,17 @@ class PodGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         return self._grid.send_and_receive(messages, timeout=timeout)
+
+
+class PodGrid(GridView):
+    """A view of a Grid restricted to a run's pods, so inner strategies sample only them.
+
+    Flower's strategies wait for ``min_available_nodes`` without a timeout; a fixed view
+    of nodes already seen keeps that wait from ever starting.
+    """
+
+    def __init__(self, grid: Grid, session: PodSession) -> None:
+        super().__init__(grid, session.node_ids)
 
 
 def split_replies(

@@ -30,6 +30,7 @@ from fedplug._errors import ConfigError, FedplugError, PodConfigError
 
 from . import _records as rec
 from ._pod_app import build_client_app
+from ._session import GridView
 
 logger = logging.getLogger("fedplug.server")
 
@@ -41,7 +42,7 @@ DEFAULT_OUTPUT_ROOT = Path("outputs") / "flwr-run"
 POLL_INTERVAL = 0.25
 
 
-class PollingGrid(Grid):
+class PollingGrid(GridView):
     """A SuperLink grid that polls for replies every :data:`POLL_INTERVAL` seconds.
 
     A run is a chain of short exchanges (schema query, key setup, statistics, a train
@@ -53,32 +54,8 @@ class PollingGrid(Grid):
     def __init__(
         self, grid: Grid, interval: float = POLL_INTERVAL, nodes: Sequence[int] | None = None
     ) -> None:
-        self._grid = grid
+        super().__init__(grid, nodes)
         self._interval = interval
-        self._nodes = list(nodes) if nodes is not None else None
-
-    def set_run(self, run) -> None:  # noqa: ANN001
-        self._grid.set_run(run)
-
-    @property
-    def run(self):  # noqa: ANN201
-        return self._grid.run
-
-    def create_message(self, *args, **kwargs) -> Message:  # noqa: ANN002, ANN003
-        return self._grid.create_message(*args, **kwargs)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self._nodes) if self._nodes is not None else self._grid.get_node_ids()
-
-    def get_nodes(self):  # noqa: ANN201
-        nodes = self._grid.get_nodes()
-        return nodes if self._nodes is None else [n for n in nodes if n.node_id in self._nodes]
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self._grid.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self._grid.pull_messages(message_ids)
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
