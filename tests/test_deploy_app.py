@@ -82,22 +82,7 @@ def test_output_dir_defaults_to_a_timestamped_folder() -> None:
 
 # -- the ServerApp, on an in-process grid ---------------------------------------------------
 class _PushPullGrid(LocalGrid):
-    """Answers pushed messages at once, so pulls (the SuperLink's way) find the replies."""
-
-    def push_messages(self, messages):  # noqa: ANN001, ANN201
-        batch = list(messages)
-        ids = super().push_messages(batch)
-        for message in batch:
-            node = message.metadata.dst_node_id
-            if self.deliver is not None and not self.deliver(node, message):
-                continue  # a dead SuperNode: no reply, ever
-            reply = self._apps[node](message, self._contexts[node])
-            reply.metadata.__dict__["_message_id"] = "r" + message.metadata.message_id
-            self.replies.append(reply)
-        return ids
-
-    def send_and_receive(self, messages, *, timeout=None):  # noqa: ANN001, ANN201
-        return self.pull_messages(self.push_messages(messages))
+    """LocalGrid answers pushed messages at once, so pulls (the SuperLink's way) find them."""
 
 
 def _grid(pods: list[Path], deliver=None) -> LocalGrid:  # noqa: ANN001

@@ -7,7 +7,6 @@ dropout. It is not a simulation engine: it runs pods one after another.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
@@ -44,7 +43,6 @@ class LocalGrid(Grid):
         self.deliver = deliver
         self.sent: list[Message] = []
         self.replies: list[Message] = []
-        self._ids = itertools.count(1)
         for attr, value in (("run_id", 1), ("node_id", 0), ("task_id", 0)):
             try:
                 getattr(TaskIdentity, attr)
@@ -73,11 +71,20 @@ class LocalGrid(Grid):
         return list(self._apps)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Deliver each message at once; its reply (if the node answers) waits to be pulled."""
         ids = []
         for message in messages:
             message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
             self.sent.append(message)
             ids.append(message.metadata.message_id)
+            node_id = message.metadata.dst_node_id
+            if node_id not in self._apps:
+                continue
+            if self.deliver is not None and not self.deliver(node_id, message):
+                continue  # the node is silent: the caller sees a missing reply, as on timeout
+            reply = self._apps[node_id](message, self._contexts[node_id])
+            reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            self.replies.append(reply)
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
@@ -87,17 +94,4 @@ class LocalGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        batch = list(messages)
-        self.push_messages(batch)
-        replies = []
-        for message in batch:
-            node_id = message.metadata.dst_node_id
-            if node_id not in self._apps:
-                continue
-            if self.deliver is not None and not self.deliver(node_id, message):
-                continue  # the node is silent: the caller sees a missing reply, as on timeout
-            reply = self._apps[node_id](message, self._contexts[node_id])
-            reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            replies.append(reply)
-        self.replies.extend(replies)
-        return replies
+        return list(self.pull_messages(self.push_messages(list(messages))))

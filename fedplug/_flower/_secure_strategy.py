@@ -22,7 +22,7 @@ from flwr.serverapp.strategy import Strategy
 from fedplug._errors import SecureAggregationError
 from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
-from fedplug.secagg._field import packed_size, unpack
+from fedplug.secagg._field import unpack
 
 from . import _records as rec
 from ._secure_pod import SecureParams
@@ -85,16 +85,9 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
 
 
 def _upload(pod: str, reply: Message, q: int) -> np.ndarray:
-    """A pod's masked vector: pods send it packed (``secagg._field.pack``), ``length`` long.
-
-    A vector of exactly ``length`` elements that is not the packed size is taken as
-    unpacked; when the two sizes coincide (21 elements) packing leaves the words unchanged.
-    """
+    """A pod's masked vector of ``length`` field elements, sent packed (``_field.pack``)."""
     vector = reply.content["masked"].to_numpy_ndarrays()[0]
-    length = int(reply.content["layout"]["length"])
-    if vector.ndim == 1 and vector.size == length and vector.size != packed_size(length, q):
-        return vector
-    return unpack(vector, length, q, name=f"upload of pod {pod!r}")
+    return unpack(vector, int(reply.content["layout"]["length"]), q, name=f"upload of pod {pod!r}")
 
 
 class SecureAggregationStrategy(AggregationStrategy):

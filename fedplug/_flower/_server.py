@@ -52,60 +52,62 @@ class RunResult:
 
 
 def discover_pods(
-    grid: Grid, wanted: Sequence[str], timeout: float, query_timeout: float = 60.0
+    grid: Grid, wanted: Sequence[str], timeout: float, interval: float = 0.25
 ) -> tuple[dict[int, str], dict[str, dict]]:
-    """Ask every SuperNode which pod it serves until all wanted pods are found."""
+    """Which SuperNode serves each wanted pod, and what each pod publishes.
+
+    Every connected SuperNode is asked once which pod it serves; the search ends as soon
+    as every wanted pod has answered, so a SuperNode that died (the SuperLink notices
+    only after its heartbeat timeout), hangs or serves another task delays nothing.
+    """
     deadline = time.monotonic() + timeout
-    found: dict[int, tuple[str, dict]] = {}
     asked: set[int] = set()
+    pending: dict[str, int] = {}  # message id -> node id
+    served: dict[str, list[int]] = {}
+    infos: dict[str, dict] = {}
     while True:
         new = [n for n in grid.get_node_ids() if n not in asked]
         if new:
-            messages = [
+            queries = [
                 Message(RecordDict(), dst_node_id=n, message_type=rec.SCHEMA_QUERY) for n in new
             ]
-            replies = grid.send_and_receive(messages, timeout=query_timeout)
-            for reply in replies:
-                node = reply.metadata.src_node_id
-                asked.add(node)
-                if reply.has_error():
-                    logger.warning(
-                        "SuperNode %s answered the schema query with an error: %s",
-                        node,
-                        reply.error.reason,
-                    )
-                    continue
-                record = reply.content["schema"]
-                found[node] = (
-                    str(record["pod"]),
-                    {
-                        "schema": json.loads(str(record["schema"])),
-                        "require_secure": bool(record["require-secure"]),
-                        "min_pods": int(record["min-pods"]),
-                    },
+            pending.update(zip(grid.push_messages(queries), new, strict=True))
+            asked.update(new)
+        for reply in grid.pull_messages(list(pending)) if pending else []:
+            node = pending.pop(reply.metadata.reply_to_message_id, None)
+            if node is None:
+                continue
+            if reply.has_error():
+                logger.warning(
+                    "SuperNode %s did not say which pod it serves: %s", node, reply.error.reason
                 )
-        names = {name for name, _ in found.values()}
-        if set(wanted) <= names:
+                continue
+            record = reply.content["schema"]
+            name = str(record["pod"])
+            served.setdefault(name, []).append(node)
+            infos[name] = {
+                "schema": json.loads(str(record["schema"])),
+                "require_secure": bool(record["require-secure"]),
+                "min_pods": int(record["min-pods"]),
+            }
+        if set(wanted) <= set(served):
             break
         if time.monotonic() > deadline:
-            missing = sorted(set(wanted) - names)
+            missing = sorted(set(wanted) - set(served))
             raise PodConfigError(
                 f"pod(s) {missing} not found among the connected SuperNodes (found: "
-                f"{sorted(names) or 'none'}) within {timeout:.0f}s. Check the pod names, or "
-                "start a SuperNode for each pod (`fedplug pod start POD.yaml`)."
+                f"{sorted(served) or 'none'}) within {timeout:.0f}s. Check the pod names in "
+                "pods.identifiers, or start a SuperNode for each pod "
+                "(`fedplug pod start POD.yaml --superlink HOST:PORT ...`)."
             )
-        time.sleep(0.5)
-    by_name: dict[str, list[int]] = {}
-    for node, (name, _) in found.items():
-        by_name.setdefault(name, []).append(node)
-    duplicated = {n: ids for n, ids in by_name.items() if n in wanted and len(ids) > 1}
-    if duplicated:
+        time.sleep(interval)
+    twice = {name: nodes for name, nodes in served.items() if name in wanted and len(nodes) > 1}
+    if twice:
         raise PodConfigError(
-            f"pod name(s) served by several SuperNodes: {duplicated}; give each pod a unique name."
+            f"pod name(s) served by several SuperNodes: {twice}; give each pod a unique name "
+            "and stop the extra SuperNodes."
         )
-    nodes = {by_name[name][0]: name for name in wanted}
-    infos = {name: found[node][1] for node, name in nodes.items()}
-    return nodes, infos
+    return {served[name][0]: name for name in wanted}, {name: infos[name] for name in wanted}
 
 
 def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:

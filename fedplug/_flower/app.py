@@ -12,7 +12,6 @@ ServerApp, so a pod importing ``client_app`` loads only what a pod needs.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import sys
@@ -23,13 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
 from fedplug._errors import ConfigError, FedplugError, PodConfigError
 
-from . import _records as rec
 from ._pod_app import build_client_app
+from ._server import discover_pods as find_pods
 from ._session import GridView
 
 logger = logging.getLogger("fedplug.server")
@@ -133,65 +132,6 @@ def pod_names(identifiers: list[Any]) -> list[str]:
     if len(set(names)) != len(names):
         raise PodConfigError(f"pods {names} name a pod more than once; list each pod once.")
     return names
-
-
-def find_pods(
-    grid: Grid, wanted: Sequence[str], timeout: float, interval: float = POLL_INTERVAL
-) -> tuple[dict[int, str], dict[str, dict]]:
-    """Which SuperNode serves each wanted pod, and what each pod publishes.
-
-    Every connected SuperNode is asked once which pod it serves; the search ends as soon
-    as every wanted pod has answered, so a SuperNode that died (the SuperLink notices
-    only after its heartbeat timeout), hangs or serves another task delays nothing.
-    """
-    deadline = time.monotonic() + timeout
-    asked: set[int] = set()
-    pending: dict[str, int] = {}  # message id -> node id
-    served: dict[str, list[int]] = {}
-    infos: dict[str, dict] = {}
-    while True:
-        new = [n for n in grid.get_node_ids() if n not in asked]
-        if new:
-            queries = [
-                Message(RecordDict(), dst_node_id=n, message_type=rec.SCHEMA_QUERY) for n in new
-            ]
-            pending.update(zip(grid.push_messages(queries), new, strict=True))
-            asked.update(new)
-        for reply in grid.pull_messages(list(pending)) if pending else []:
-            node = pending.pop(reply.metadata.reply_to_message_id, None)
-            if node is None:
-                continue
-            if reply.has_error():
-                logger.warning(
-                    "SuperNode %s did not say which pod it serves: %s", node, reply.error.reason
-                )
-                continue
-            record = reply.content["schema"]
-            name = str(record["pod"])
-            served.setdefault(name, []).append(node)
-            infos[name] = {
-                "schema": json.loads(str(record["schema"])),
-                "require_secure": bool(record["require-secure"]),
-                "min_pods": int(record["min-pods"]),
-            }
-        if set(wanted) <= set(served):
-            break
-        if time.monotonic() > deadline:
-            missing = sorted(set(wanted) - set(served))
-            raise PodConfigError(
-                f"pod(s) {missing} not found among the connected SuperNodes (found: "
-                f"{sorted(served) or 'none'}) within {timeout:.0f}s. Check the pod names in "
-                "pods.identifiers, or start a SuperNode for each pod "
-                "(`fedplug pod start POD.yaml --superlink HOST:PORT ...`)."
-            )
-        time.sleep(interval)
-    twice = {name: nodes for name, nodes in served.items() if name in wanted and len(nodes) > 1}
-    if twice:
-        raise PodConfigError(
-            f"pod name(s) served by several SuperNodes: {twice}; give each pod a unique name "
-            "and stop the extra SuperNodes."
-        )
-    return {served[name][0]: name for name in wanted}, {name: infos[name] for name in wanted}
 
 
 def _progress(rounds: int):  # noqa: ANN202
