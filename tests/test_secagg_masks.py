@@ -8,6 +8,7 @@ import pytest
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg import Q, expand_mask, new_exchange_key, pair_secret, participants_digest
 from fedplug.secagg._keys import exchange_public_bytes
+from fedplug.secagg._masks import apply_masks
 
 SECRET = bytes(range(32))
 DIGEST = participants_digest(["a", "b", "c"])
@@ -106,3 +107,64 @@ def test_rejection_sampling_keeps_small_fields_uniform() -> None:
 def test_bad_mask_arguments(change: dict[str, object], message: str) -> None:
     with pytest.raises(SecureAggregationError, match=message):
         _mask(**change)
+
+
+def _reference(values: np.ndarray, masks: list[tuple[bytes, bool]], length: int) -> np.ndarray:
+    """values + added masks - subtracted masks, one expand_mask at a time, in Python ints."""
+    total = values.astype(object)
+    for secret, plus in masks:
+        m = _mask(secret=secret, length=length).astype(object)
+        total = (total + m) % Q if plus else (total - m) % Q
+    return np.array(total, dtype=np.uint64)
+
+
+@pytest.mark.parametrize("length", [1, 1000, (1 << 15) + 17])
+def test_apply_masks_equals_adding_and_subtracting_each_mask(length: int) -> None:
+    # 9 added and 8 subtracted masks force lazy folds on both accumulators; the last length
+    # spans two blocks and a ragged tail.
+    rng = np.random.default_rng(length)
+    values = rng.integers(0, Q, size=length, dtype=np.uint64)
+    masks = [(bytes([i + 1]) * 32, i % 2 == 0) for i in range(17)]
+    got = apply_masks(
+        values.copy(), masks, run_id="run-1", round=3, attempt=0, participants_digest=DIGEST
+    )
+    np.testing.assert_array_equal(got, _reference(values, masks, length))
+
+
+class _OnesAt:
+    """A real AES-CTR keystream with the word at one absolute position forced to all ones."""
+
+    def __init__(self, inner: object, position: int) -> None:
+        self.inner, self.position, self.offset = inner, position, 0
+
+    def update_into(self, data: bytes, out: memoryview) -> int:
+        written = self.inner.update_into(data, out)  # type: ignore[attr-defined]
+        first = self.position * 8 - self.offset
+        if 0 <= first < written:
+            out[first : first + 8] = b"\xff" * 8
+        self.offset += written
+        return written
+
+
+def test_apply_masks_matches_expand_mask_when_a_word_is_rejected(monkeypatch) -> None:
+    # An all-ones word is q = 2^61 - 1 after the bit mask: expand_mask rejects it and refills
+    # the slot from the keystream after the vector; the blocked path must give the same mask.
+    from fedplug.secagg import _masks
+
+    real = _masks._mask_cipher
+    position = (1 << 15) + 5  # inside the second block
+    monkeypatch.setattr(_masks, "_mask_cipher", lambda *args: _OnesAt(real(*args), position))
+    length = (1 << 15) * 2 + 3
+    mask = _mask(length=length)
+    assert mask[position] != Q and int(mask.max()) < Q  # the slot was refilled in range
+    values = np.zeros(length, dtype=np.uint64)
+    got = apply_masks(
+        values,
+        [(SECRET, True), (bytes(32), False)],
+        run_id="run-1",
+        round=3,
+        attempt=0,
+        participants_digest=DIGEST,
+    )
+    expected = (mask.astype(object) - _mask(secret=bytes(32), length=length).astype(object)) % Q
+    np.testing.assert_array_equal(got, expected.astype(np.uint64))

@@ -83,6 +83,10 @@ def _nonnegative_int(value: object, name: str) -> int:
 
 _CHUNK = 1 << 18
 _ZEROS = bytes(_CHUNK)  # encrypting zeros yields the raw keystream
+# apply_masks works on blocks of 32k elements (256 KiB): a block, its keystream and two
+# scratch blocks stay in a core's L2 cache while every mask is added to it.
+_BLOCK = 1 << 15
+_ZEROS_VIEW = memoryview(bytes(8 * _BLOCK))
 
 
 def _keystream_words(encryptor: object, count: int) -> np.ndarray:
@@ -174,9 +178,11 @@ def apply_masks(
     """In place ``values + sum(added masks) - sum(subtracted masks) mod q``; returns ``values``.
 
     ``masks`` lists ``(pair secret, add?)``. The result equals adding and subtracting
-    :func:`expand_mask` vectors one by one. For q = 2^61 - 1 it is computed with a reused
-    keystream buffer and lazy reduction (four passes per mask: keystream, bit mask, range
-    check, addition), close to the cost of AES-CTR itself; other primes take the plain path.
+    :func:`expand_mask` vectors one by one. For q = 2^61 - 1 every mask's keystream is
+    streamed through one cache-sized block of ``values`` at a time, with lazy reduction, so
+    each mask costs its AES-CTR keystream plus three passes over L2-resident memory (bit
+    mask, range check, addition) and nothing mask-sized is ever allocated; other primes take
+    the plain path.
     """
     flat = values.reshape(-1)
     n = flat.size
@@ -193,39 +199,52 @@ def apply_masks(
             )
             (iadd if plus else isub)(flat, m, q)
         return values
-    nbytes = 8 * n
-    buf = np.empty(nbytes + 15, dtype=np.uint8)  # update_into wants 15 spare bytes
-    view = memoryview(buf)
-    words = buf[:nbytes].view("<u8").view(np.uint64)
-    minus = np.zeros_like(flat) if any(not plus for _, plus in masks) else None
-    tmp = np.empty_like(flat)
-    pending = {True: 0, False: 0}
-    for secret, plus in masks:
-        cipher = _mask_cipher(secret, run_id, round, attempt, participants_digest, q)
-        for start in range(0, nbytes, _CHUNK):
-            size = min(_CHUNK, nbytes - start)
-            data = _ZEROS if size == _CHUNK else _ZEROS[:size]
-            cipher.update_into(data, view[start : start + size + 15])  # type: ignore[attr-defined]
-        np.bitwise_and(words, _M61, out=words)
-        mask = words
-        if words.max() >= _M61:  # a rejected word (probability 2^-61 each): the exact path
-            mask = expand_mask(
-                secret,
-                run_id=run_id,
-                round=round,
-                attempt=attempt,
-                participants_digest=participants_digest,
-                length=n,
-                q=q,
-            )
-        acc = flat if plus else minus
-        if pending[plus] == _LAZY:
-            fold61(acc, tmp)
-            pending[plus] = 0
-        np.add(acc, mask, out=acc)
-        pending[plus] += 1
-    reduce61(flat, tmp)
-    if minus is not None:
-        reduce61(minus, tmp)
-        isub(flat, minus, q)
+    ciphers = [_mask_cipher(s, run_id, round, attempt, participants_digest, q) for s, _ in masks]
+    signs = [plus for _, plus in masks]
+    block = min(_BLOCK, n)
+    keystream = np.empty(8 * block + 15, dtype=np.uint8)  # update_into wants 15 spare bytes
+    out_view = memoryview(keystream)
+    words_block = keystream[: 8 * block].view("<u8").view(np.uint64)
+    minus_block = np.empty(block, dtype=np.uint64)
+    tmp_block = np.empty(block, dtype=np.uint64)
+    subtracting = not all(signs)
+    exact: dict[int, np.ndarray] = {}  # masks with a rejected word, expanded the exact way
+    for start in range(0, n, block):
+        acc_plus = flat[start : start + block]
+        size = acc_plus.size
+        minus, tmp = minus_block[:size], tmp_block[:size]
+        if subtracting:
+            minus.fill(0)
+        pending = {True: 0, False: 0}
+        for i, (cipher, plus) in enumerate(zip(ciphers, signs, strict=True)):
+            if i in exact:
+                mask = exact[i][start : start + size]
+            else:
+                data = _ZEROS_VIEW[: 8 * size]
+                cipher.update_into(data, out_view[: 8 * size + 15])  # type: ignore[attr-defined]
+                mask = words_block[:size]
+                np.bitwise_and(mask, _M61, out=mask)
+                if mask.max() >= _M61:  # a rejected word (probability 2^-61 each)
+                    # expand_mask refills it from the keystream after the whole vector: take
+                    # this mask from there on (its streaming cipher is not used again).
+                    exact[i] = expand_mask(
+                        masks[i][0],
+                        run_id=run_id,
+                        round=round,
+                        attempt=attempt,
+                        participants_digest=participants_digest,
+                        length=n,
+                        q=q,
+                    )
+                    mask = exact[i][start : start + size]
+            acc = acc_plus if plus else minus
+            if pending[plus] == _LAZY:
+                fold61(acc, tmp)
+                pending[plus] = 0
+            np.add(acc, mask, out=acc)
+            pending[plus] += 1
+        reduce61(acc_plus, tmp)
+        if subtracting:
+            reduce61(minus, tmp)
+            isub(acc_plus, minus, q)
     return values
