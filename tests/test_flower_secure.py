@@ -268,3 +268,22 @@ def test_unapproved_pods_are_refused_at_key_setup(fed_pods) -> None:
     setups = [r for r in grid.replies if r.metadata.message_type == rec.SECAGG_SETUP]
     refused = [r for r in setups if r.has_error()]
     assert refused and json.loads(refused[0].error.reason)["reason"] == "unapproved-pod"
+
+
+def test_malformed_upload_names_the_pod() -> None:
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+    from fedplug._flower._secure_strategy import _upload
+    from fedplug.secagg._field import pack
+
+    def reply(array: np.ndarray, length: int) -> Message:
+        content = RecordDict(
+            {"masked": ArrayRecord([array]), "layout": ConfigRecord({"length": length})}
+        )
+        return Message(content, dst_node_id=1, message_type="train.secure")
+
+    words = pack(np.arange(50, dtype=np.uint64))
+    view, length = _upload("pod-a", reply(words, 50))
+    assert length == 50 and np.array_equal(view, words)  # read in place, not copied
+    with pytest.raises(SecureAggregationError, match=r"upload of pod 'pod-b' is malformed.*float"):
+        _upload("pod-b", reply(np.zeros(5, dtype=np.float32), 5))

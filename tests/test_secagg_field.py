@@ -7,6 +7,7 @@ import pytest
 
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg import Q, add, as_field, check_prime, neg, sub, sum_vectors
+from fedplug.secagg._field import FieldSum, pack, packed_size, padded_size, unpack
 
 PRIMES = [Q, 2**62 - 57, 2**61 + 15, 65537, 3]
 
@@ -93,3 +94,42 @@ def test_check_prime_rejects_non_primes_and_out_of_range(bad: int) -> None:
 def test_check_prime_rejects_non_integers(bad: object) -> None:
     with pytest.raises(SecureAggregationError, match="is not an integer; set prime_q"):
         check_prime(bad)
+
+
+@pytest.mark.parametrize("q", [Q, 2**31 - 1, 1_000_003])
+@pytest.mark.parametrize("length", [1, 21, 22, 23, 1000, 44_001])
+def test_pack_round_trips_and_saves_the_spare_bits(q: int, length: int) -> None:
+    rng = np.random.default_rng(length)
+    values = rng.integers(0, q, size=length, dtype=np.uint64)
+    values[0] = q - 1  # every bit an element may use
+    original = values.copy()
+    words = pack(values, q)
+    assert words.size == packed_size(length, q) < length + 22
+    np.testing.assert_array_equal(values, original)  # the input is left alone
+    np.testing.assert_array_equal(unpack(words, length, q), original)
+    buffer = np.full(padded_size(length, q), 7, dtype=np.uint64)  # a reused, dirty buffer
+    np.testing.assert_array_equal(unpack(words, length, q, out=buffer), original)
+
+
+def test_pack_in_place_writes_into_the_padded_vector() -> None:
+    rng = np.random.default_rng(3)
+    length = 1001
+    padded = np.zeros(padded_size(length), dtype=np.uint64)
+    padded[:length] = rng.integers(0, Q, size=length, dtype=np.uint64)
+    expected = pack(padded[:length])
+    words = pack(padded, in_place=True)
+    assert np.shares_memory(words, padded)
+    np.testing.assert_array_equal(words, expected)
+    np.testing.assert_array_equal(unpack(words, length)[:length], unpack(expected, length))
+
+
+def test_field_sum_streams_many_vectors_with_lazy_folds() -> None:
+    rng = np.random.default_rng(5)
+    vectors = [rng.integers(Q - 50, Q, size=17, dtype=np.uint64) for _ in range(30)]
+    total = FieldSum()
+    for v in vectors:
+        total.add(v)
+    expected = sum(v.astype(object) for v in vectors) % Q
+    np.testing.assert_array_equal(total.result(), expected.astype(np.uint64))
+    with pytest.raises(SecureAggregationError, match="has no vectors"):
+        FieldSum().result()

@@ -188,3 +188,28 @@ def test_each_element_is_within_one_unit_of_the_exact_product(
         for e, v in zip(enc.tolist(), x.tolist(), strict=True):
             exact = weight * Fraction(v) * codec.scale
             assert abs(_signed(e, Q) - exact) <= weight
+
+
+@pytest.mark.parametrize("clip_some", [False, True])
+def test_blockwise_and_in_place_encoding_match_elementwise_reference(clip_some: bool) -> None:
+    # Three blocks and a ragged tail; the reference is exact integer arithmetic per element.
+    codec = FixedPointCodec(clip=2.0, max_weight=1000, n_pods=5)
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-3.0, 3.0, size=3 * (1 << 15) + 11) * (1.0 if clip_some else 0.6)
+    expected_clipped = int(np.count_nonzero(np.abs(x) > 2.0))
+    assert (expected_clipped > 0) == clip_some
+    ints = [int(np.rint(float(np.clip(v, -2.0, 2.0)) * codec.scale)) * 37 for v in x]
+    reference = np.array([i % Q for i in ints], dtype=np.uint64)
+    encoded, clipped = codec.encode_weighted(x, 37)
+    assert clipped == expected_clipped
+    np.testing.assert_array_equal(encoded, reference)
+    buffer = x.copy()  # encode into the update's own memory
+    in_place, _ = codec.encode_weighted(buffer, 37, out=buffer.view(np.uint64))
+    assert np.shares_memory(in_place, buffer)
+    np.testing.assert_array_equal(in_place, reference)
+
+
+def test_encode_out_must_fit() -> None:
+    codec = FixedPointCodec(clip=1.0, max_weight=10, n_pods=2)
+    with pytest.raises(SecureAggregationError, match="out must be a contiguous uint64 array"):
+        codec.encode_weighted(np.zeros(4), 1, out=np.zeros(3, dtype=np.uint64))

@@ -19,6 +19,7 @@ from fedplug.secagg import (
     new_exchange_key,
     sum_vectors,
 )
+from fedplug.secagg._field import Q, pack
 
 RUN = "run-7"
 CLIP = 8.0
@@ -66,6 +67,7 @@ def simulate_round(
     round: int,
     attempt: int = 0,
     participants: Sequence[str] | None = None,
+    packed: bool = False,
 ) -> np.ndarray:
     participants = sorted(participants if participants is not None else encoded)
     uploads = {
@@ -74,6 +76,10 @@ def simulate_round(
         )
         for name in participants
     }
+    if packed:  # as pods send them: packed words, unpacked by the server one at a time
+        length = len(next(iter(uploads.values())))
+        words = {name: pack(u) for name, u in uploads.items()}
+        return server.sum_masked(words, participants, packed_length=length)
     return server.sum_masked(uploads, participants)
 
 
@@ -106,6 +112,8 @@ def test_masked_sum_equals_plaintext_weighted_sum(k: int) -> None:
     # The uploads themselves do not reveal the encodings.
     upload = pods[names[0]].mask(encoded[names[0]], round=1, attempt=0, participants=names)
     assert np.count_nonzero(upload == encoded[names[0]]) <= 1
+    # The streaming sum of packed uploads (what the Flower strategy uses) agrees exactly.
+    assert np.array_equal(simulate_round(pods, server, encoded, round=2, packed=True), total)
 
 
 def test_dropout_redo_over_survivors_equals_their_plaintext_sum() -> None:
@@ -376,6 +384,19 @@ def test_server_checks_bundles_and_roster_size() -> None:
     assert [b.pod for b in server.roster()] == ["a", "b", "c"]
 
 
+def test_server_sum_checks_packed_uploads() -> None:
+    _, server = make_federation(["a", "b"])
+    ok = pack(np.arange(30, dtype=np.uint64))
+    with pytest.raises(SecureAggregationError, match=r"upload of pod 'b'.*packed field"):
+        server.sum_masked({"a": ok, "b": ok[:-1]}, ["a", "b"], packed_length=30)
+    outside = ok.copy()
+    outside[0] |= np.uint64(Q)  # low 61 bits all ones: the element q itself
+    with pytest.raises(SecureAggregationError, match=r"upload of pod 'b'.*outside the field"):
+        server.sum_masked({"a": ok, "b": outside}, ["a", "b"], packed_length=30)
+    total = server.sum_masked({"a": ok, "b": ok}, ["a", "b"], packed_length=30)
+    assert np.array_equal(total, 2 * np.arange(30, dtype=np.uint64))
+
+
 def test_server_sum_checks_uploads() -> None:
     _, server = make_federation(["a", "b", "c"])
     ok = np.zeros(4, dtype=np.uint64)
@@ -432,3 +453,19 @@ def test_state_before_the_roster_and_corrupt_state() -> None:
         PodProtocol(
             "z", IdentityKey.generate(), approved_pods=None, pinned_keys=None, min_pods=1
         ).export_state()
+
+
+def test_masking_in_place_writes_the_callers_array_and_still_cancels() -> None:
+    names = ["a", "b", "c"]
+    pods, server = make_federation(names)
+    encoded = {n: np.arange(40, dtype=np.uint64) * np.uint64(i + 1) for i, n in enumerate(names)}
+    mine = encoded["a"].copy()
+    masked = pods["a"].mask(mine, round=0, attempt=0, participants=names, in_place=True)
+    assert masked is mine or np.shares_memory(masked, mine)
+    assert not np.array_equal(mine, encoded["a"])
+    uploads = {"a": masked}
+    for n in ["b", "c"]:
+        uploads[n] = pods[n].mask(encoded[n], round=0, attempt=0, participants=names)
+        assert not np.shares_memory(uploads[n], encoded[n])  # the default copies
+    total = server.sum_masked(uploads, names)
+    assert np.array_equal(total, sum_vectors(list(encoded.values())))

@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol
-from fedplug.secagg._field import pack
+from fedplug.secagg._field import pack, padded_size
 
 from . import _records as rec
 from ._pod_runtime import PodRuntime
@@ -133,8 +133,12 @@ def _protocol(runtime: PodRuntime, context: Context, params: SecureParams) -> Po
 
 def _encode(
     runtime: PodRuntime, message: Message, params: SecureParams, kind: str
-) -> tuple[np.ndarray, list[str]]:
-    """This pod's field vector: weighted values, then its count and clipped count."""
+) -> tuple[np.ndarray, int, list[str]]:
+    """This pod's padded field buffer, its length and metric keys.
+
+    The vector is the weighted values, then the metrics, the count and clipped count;
+    the padding after ``length`` is zeros.
+    """
     from ._pod_app import plaintext_metrics, plaintext_update
 
     config = message.content["config"]
@@ -149,8 +153,11 @@ def _encode(
     sizes = [int(np.size(a)) for a in arrays]
     cut = sum(sizes)
     # One float64 buffer: the update, the metrics, then two slots the counts overwrite
-    # (zeros encode to zero), so the vector is built without concatenating copies.
-    values = np.zeros(cut + len(keys) + 2, dtype=np.float64)
+    # (zeros encode to zero), so the vector is built without concatenating copies. It is
+    # padded for packing: encoding, masking and packing then all work in this memory.
+    length = cut + len(keys) + 2
+    buffer = np.zeros(padded_size(length, params.q), dtype=np.float64)
+    values = buffer[:length]
     offset = 0
     for a, c, size in zip(arrays, current, sizes, strict=True):
         # Updates are sent relative to the global model: small numbers, fine precision.
@@ -165,10 +172,11 @@ def _encode(
     codec = FixedPointCodec(
         params.stats_clip if stats else params.clip, params.max_weight, params.n_pods, params.q
     )
-    encoded, clipped = codec.encode_weighted(values, int(n))
+    # Encoded in place: the float64 buffer becomes the field vector (no second copy).
+    encoded, clipped = codec.encode_weighted(values, int(n), out=values.view(np.uint64))
     encoded[-2] = codec.encode_count(int(n))
     encoded[-1] = codec.encode_count(int(clipped))
-    return encoded, keys
+    return buffer.view(np.uint64), length, keys
 
 
 def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
@@ -176,9 +184,10 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     params = SecureParams.from_record(message.content[rec.SECURE_KEY])
     protocol = _protocol(runtime, context, params)
     if params.attempt == 0:
-        vector, keys = _encode(runtime, message, params, kind)
-        # Kept for a possible redo, which re-masks it rather than retraining.
-        remember(runtime.name, params.run, params.seq, vector, keys)
+        buffer, length, keys = _encode(runtime, message, params, kind)
+        # Kept for a possible redo, which re-masks it rather than retraining; written out
+        # before the buffer is masked in place.
+        remember(runtime.name, params.run, params.seq, buffer[:length], keys)
     else:
         kept = recall(runtime.name, params.run, params.seq)
         if kept is None:
@@ -186,15 +195,22 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
                 f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
             )
         vector, keys = kept
-    masked = protocol.mask(
-        vector, round=params.seq, attempt=params.attempt, participants=params.participants
+        length = vector.size
+        buffer = np.zeros(padded_size(length, params.q), dtype=np.uint64)
+        buffer[:length] = vector
+    protocol.mask(
+        buffer[:length],
+        round=params.seq,
+        attempt=params.attempt,
+        participants=params.participants,
+        in_place=True,
     )
     save_protocol(context, STATE_KEY, protocol, runtime)
     # Field elements use 61 of 64 bits: packing them saves 4.5% of the upload.
     content = RecordDict(
         {
-            "masked": ArrayRecord([pack(masked, params.q)]),
-            "layout": ConfigRecord({"metric-keys": json.dumps(keys), "length": int(masked.size)}),
+            "masked": ArrayRecord([pack(buffer, params.q, in_place=True)]),
+            "layout": ConfigRecord({"metric-keys": json.dumps(keys), "length": int(length)}),
         }
     )
     return Message(content, reply_to=message)

@@ -7,6 +7,7 @@ synthetic reply carrying the mean, whose weighted mean is itself.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import secrets
@@ -22,7 +23,6 @@ from flwr.serverapp.strategy import Strategy
 from fedplug._errors import SecureAggregationError
 from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
-from fedplug.secagg._field import unpack
 
 from . import _records as rec
 from ._secure_pod import SecureParams
@@ -84,10 +84,29 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
     return SecureKeys(run=run, roster=[b.to_dict() for b in server.roster()], server=server)
 
 
-def _upload(pod: str, reply: Message, q: int) -> np.ndarray:
-    """A pod's masked vector of ``length`` field elements, sent packed (``_field.pack``)."""
-    vector = reply.content["masked"].to_numpy_ndarrays()[0]
-    return unpack(vector, int(reply.content["layout"]["length"]), q, name=f"upload of pod {pod!r}")
+def _upload(pod: str, reply: Message) -> tuple[np.ndarray, int]:
+    """A pod's packed masked words (``_field.pack``), viewed in place, and their length."""
+    try:
+        (array,) = reply.content["masked"].values()
+        stream = io.BytesIO(array.data)
+        major, _ = np.lib.format.read_magic(stream)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(stream)
+        if dtype != np.dtype("<u8") or len(shape) != 1:
+            raise ValueError(f"dtype {dtype} and shape {shape}, not a vector of uint64 words")
+        # A read-only view of the message's bytes: no copy of an upload is ever made.
+        words = np.frombuffer(array.data, dtype="<u8", count=shape[0], offset=stream.tell())
+        length = int(reply.content["layout"]["length"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SecureAggregationError(
+            f"the upload of pod {pod!r} is malformed ({exc}); the pod and the server must run "
+            "the same fedplug version"
+        ) from exc
+    return words, length
 
 
 class SecureAggregationStrategy(AggregationStrategy):
@@ -199,7 +218,13 @@ class SecureAggregationStrategy(AggregationStrategy):
                 detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
                 raise SecureAggregationError(f"{what}: {exc}. Why: {detail}") from exc
             answered = self._redo(params, survivors, what)
-        uploads = {pod: _upload(pod, reply, params.q) for pod, reply in answered.items()}
+        uploads = {pod: _upload(pod, reply) for pod, reply in answered.items()}
+        lengths = {length for _, length in uploads.values()}
+        if len(lengths) != 1:
+            raise SecureAggregationError(
+                f"{what}: pods uploaded vectors of different lengths {sorted(lengths)}; every "
+                "pod must encode the same model arrays and metrics."
+            )
         layouts = {
             json.dumps(json.loads(str(r.content["layout"]["metric-keys"])))
             for r in answered.values()
@@ -209,7 +234,11 @@ class SecureAggregationStrategy(AggregationStrategy):
                 f"{what}: pods reported different metrics {sorted(layouts)}."
             )
         keys = json.loads(layouts.pop())
-        total = self.keys.server.sum_masked(uploads, sorted(answered))
+        total = self.keys.server.sum_masked(
+            {pod: words for pod, (words, _) in uploads.items()},
+            sorted(answered),
+            packed_length=lengths.pop(),
+        )
         codec = FixedPointCodec(
             params.stats_clip if self._stats else params.clip,
             params.max_weight,

@@ -128,12 +128,10 @@ def sum_vectors(vectors: Sequence[object], q: int = Q) -> np.ndarray:
             f"sum_vectors got vectors of different shapes {sorted(shapes)}; "
             "every pod must encode the same arrays in the same order"
         )
-    acc = arrays[0].copy()
-    if q == MERSENNE_61:
-        return _lazy_sum(acc, arrays[1:])
-    for arr in arrays[1:]:
-        iadd(acc, arr, q)
-    return acc
+    total = FieldSum(q)
+    for arr in arrays:
+        total.add(arr)
+    return total.result()
 
 
 MERSENNE_61 = 2**61 - 1
@@ -157,21 +155,44 @@ def reduce61(acc: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     return acc
 
 
-def _lazy_sum(acc: np.ndarray, arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Sum modulo 2^61 - 1 with one addition per vector and a fold every seven.
+class FieldSum:
+    """A running sum of field vectors, one addition per vector, for streaming many uploads.
 
-    Every input is < q < 2^61, so up to eight of them sum below 2^64 without overflow;
-    a fold brings the accumulator back to <= q + 7, which leaves room for seven more.
+    For q = 2^61 - 1 the reduction is lazy: every input is < q < 2^61, so up to eight of them
+    sum below 2^64 without overflow, and a fold every seven additions brings the total back
+    to <= q + 7. The first vector is copied, later ones are only read, so a caller can reuse
+    one buffer for every vector it adds.
     """
-    tmp = np.empty_like(acc)
-    pending = 0
-    for arr in arrays:
-        if pending == _LAZY:
-            fold61(acc, tmp)
-            pending = 0
-        np.add(acc, arr, out=acc)
-        pending += 1
-    return reduce61(acc, tmp)
+
+    def __init__(self, q: int = Q) -> None:
+        self.q = q
+        self._acc: np.ndarray | None = None
+        self._tmp: np.ndarray | None = None
+        self._pending = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """Add a reduced uint64 field vector (checked by the caller, e.g. with as_field)."""
+        if self._acc is None:
+            self._acc = values.astype(np.uint64, copy=True)
+            return
+        if self.q != MERSENNE_61:
+            iadd(self._acc, values, self.q)
+            return
+        if self._pending == _LAZY:
+            if self._tmp is None:
+                self._tmp = np.empty_like(self._acc)
+            fold61(self._acc, self._tmp)
+            self._pending = 0
+        np.add(self._acc, values, out=self._acc)
+        self._pending += 1
+
+    def result(self) -> np.ndarray:
+        """The reduced sum (the accumulator itself: add nothing after this)."""
+        if self._acc is None:
+            raise SecureAggregationError("FieldSum has no vectors; add the uploads first")
+        if self.q == MERSENNE_61:
+            reduce61(self._acc, self._tmp)
+        return self._acc
 
 
 def _packing(q: int) -> tuple[int, int, int]:
@@ -187,7 +208,13 @@ def packed_size(length: int, q: int = Q) -> int:
     return -(-length // (per + 1)) * per
 
 
-def pack(values: np.ndarray, q: int = Q) -> np.ndarray:
+def padded_size(length: int, q: int = Q) -> int:
+    """Elements :func:`unpack` writes for ``length`` packed ones (the padded vector)."""
+    _, _, per = _packing(q)
+    return -(-length // (per + 1)) * (per + 1)
+
+
+def pack(values: np.ndarray, q: int = Q, *, in_place: bool = False) -> np.ndarray:
     """Pack field elements into fewer uint64 words, using the high bits they leave unused.
 
     Elements of q = 2^61 - 1 use 61 bits of a word; the spare 3 bits of 21 words hold a
@@ -195,6 +222,9 @@ def pack(values: np.ndarray, q: int = Q) -> np.ndarray:
     padded vector is cut into 22 equal blocks: the last block's elements are spread, 3 bits
     at a time, over the high bits of the first 21 blocks, so every step is a contiguous
     vectorised pass. :func:`unpack` inverts it.
+
+    With ``in_place`` a contiguous uint64 ``values`` of :func:`padded_size` elements is
+    packed into its own memory: the result is a view of its first words.
     """
     bits, spare, per = _packing(q)
     flat = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1)
@@ -202,7 +232,11 @@ def pack(values: np.ndarray, q: int = Q) -> np.ndarray:
     if pad:
         flat = np.concatenate([flat, np.zeros(pad, dtype=np.uint64)])
     rows = flat.size // (per + 1)
-    words = flat[: per * rows].reshape(per, rows).copy()
+    # The first 21 blocks already sit where their words go: only the spread block's bits
+    # are ORed into them, in a copy unless the caller allows writing into ``values``.
+    words = flat[: per * rows].reshape(per, rows)
+    if not in_place and np.may_share_memory(flat, values):
+        words = words.copy()
     extra = flat[per * rows :]
     piece = np.empty(rows, dtype=np.uint64)
     low = np.uint64((1 << spare) - 1)
@@ -214,8 +248,19 @@ def pack(values: np.ndarray, q: int = Q) -> np.ndarray:
     return words.reshape(-1)
 
 
-def unpack(words: object, length: int, q: int = Q, *, name: str = "packed vector") -> np.ndarray:
-    """The ``length`` field elements packed by :func:`pack` (not yet range-checked)."""
+def unpack(
+    words: object,
+    length: int,
+    q: int = Q,
+    *,
+    name: str = "packed vector",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ``length`` field elements packed by :func:`pack` (not yet range-checked).
+
+    ``out``, a uint64 buffer of :func:`padded_size` elements, is reused (the result is a
+    view of it); otherwise a new array is made.
+    """
     bits, spare, per = _packing(q)
     arr = np.asarray(words)
     if arr.dtype != np.uint64 or arr.ndim != 1 or arr.size != packed_size(length, q):
@@ -225,7 +270,10 @@ def unpack(words: object, length: int, q: int = Q, *, name: str = "packed vector
             "must run the same fedplug version"
         )
     rows = arr.size // per
-    out = np.empty(rows * (per + 1), dtype=np.uint64)
+    if out is None or out.dtype != np.uint64 or out.size < rows * (per + 1):
+        out = np.empty(rows * (per + 1), dtype=np.uint64)
+    else:
+        out = out.reshape(-1)[: rows * (per + 1)]
     np.bitwise_and(arr, np.uint64((1 << bits) - 1), out=out[: per * rows])
     extra = out[per * rows :]
     extra[:] = 0

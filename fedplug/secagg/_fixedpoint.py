@@ -38,6 +38,7 @@ from fedplug._errors import SecureAggregationError
 from fedplug.secagg._field import Q, as_field, check_prime
 
 _PRODUCT_CAP = 2**52  # largest |x * scale|, so the float64 product is exact to 1/2
+_BLOCK = 1 << 15  # elements per encoding step: scratch stays in L2
 
 
 def _exact_float_floor(n: int) -> int:
@@ -118,8 +119,15 @@ class FixedPointCodec:
             )
         return int(weight)
 
-    def encode_weighted(self, x: object, weight: int) -> tuple[np.ndarray, int]:
-        """Return ``(field elements of weight * x, number of clipped elements)``; same shape."""
+    def encode_weighted(
+        self, x: object, weight: int, *, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Return ``(field elements of weight * x, number of clipped elements)``; same shape.
+
+        ``out`` (uint64, x's size) receives the result; it may be x's own float64 memory
+        viewed as uint64, which encodes in place. Work goes block by block through small
+        scratch arrays, so nothing update-sized is allocated besides the result.
+        """
         w = self._check_weight(weight, "weight")
         arr = np.asarray(x, dtype=np.float64)
         flat = arr.reshape(-1)
@@ -131,20 +139,36 @@ class FixedPointCodec:
                 f"update has {bad} non-finite element(s) (NaN or inf); a diverged update is not "
                 "clipped silently: lower the learning rate or check the pod's data"
             )
-        v = np.empty(flat.shape, dtype=np.float64)
-        if flat.size and (flat.max() > self.clip or flat.min() < -self.clip):
-            n_clipped = int(np.count_nonzero(np.abs(flat) > self.clip))
-            np.clip(flat, -self.clip, self.clip, out=v)
-            v *= float(self.scale)
-        else:
-            n_clipped = 0
-            np.multiply(flat, float(self.scale), out=v)  # exact float; |v| <= 2^52: errs <= 1/2
-        np.rint(v, out=v)
-        out = v.astype(np.int64)
-        if self._clamp:
-            np.clip(out, -self.vmax, self.vmax, out=out)
-        out *= w  # |v * w| <= max_weight * vmax <= (q - 1) / 2, see the module docstring
-        return self._to_field(out, v.view(np.uint64)).reshape(arr.shape), n_clipped
+        clipping = bool(flat.size) and (flat.max() > self.clip or flat.min() < -self.clip)
+        n_clipped = int(np.count_nonzero(np.abs(flat) > self.clip)) if clipping else 0
+        if out is None:
+            out = np.empty(flat.size, dtype=np.uint64)
+        elif out.dtype != np.uint64 or out.size != flat.size or not out.flags.c_contiguous:
+            raise SecureAggregationError(
+                f"out must be a contiguous uint64 array of {flat.size} elements, got "
+                f"{out.dtype} of {out.size}"
+            )
+        result = out.reshape(-1)
+        signed = result.view(np.int64)
+        scratch = np.empty(min(_BLOCK, flat.size), dtype=np.float64)
+        scale = float(self.scale)
+        for start in range(0, flat.size, _BLOCK):
+            # The block is read into scratch before its slot of out is written, so out may
+            # share x's memory.
+            v = scratch[: min(_BLOCK, flat.size - start)]
+            if clipping:
+                np.clip(flat[start : start + v.size], -self.clip, self.clip, out=v)
+                v *= scale
+            else:  # exact float; |v| <= 2^52: errs <= 1/2
+                np.multiply(flat[start : start + v.size], scale, out=v)
+            np.rint(v, out=v)
+            block = signed[start : start + v.size]
+            np.copyto(block, v, casting="unsafe")
+            if self._clamp:
+                np.clip(block, -self.vmax, self.vmax, out=block)
+            block *= w  # |v * w| <= max_weight * vmax <= (q - 1) / 2, see the module docstring
+            self._to_field(block, v.view(np.uint64))
+        return result.reshape(arr.shape), n_clipped
 
     def _to_field(self, v: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
         """Signed int64 values (|v| <= (q - 1) / 2) as field elements, reusing ``v``'s memory."""

@@ -18,7 +18,15 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
-from fedplug.secagg._field import Q, as_field, check_prime, sum_vectors
+from fedplug.secagg._field import (
+    FieldSum,
+    Q,
+    as_field,
+    check_prime,
+    padded_size,
+    sum_vectors,
+    unpack,
+)
 from fedplug.secagg._keys import (
     IdentityKey,
     KeyBundle,
@@ -292,11 +300,13 @@ class PodProtocol:
         round: int,
         attempt: int,
         participants: Sequence[str],
+        in_place: bool = False,
     ) -> np.ndarray:
         """Return ``values`` (field elements) plus this pod's pairwise masks for the round.
 
         For every other participant p, the mask shared with p is added if ``self.pod < p``
         and subtracted otherwise, so all masks cancel in the sum over ``participants``.
+        With ``in_place`` a uint64 ``values`` is masked in its own memory (no copy).
         """
         if self._secrets is None:
             raise SecureAggregationError(
@@ -343,7 +353,9 @@ class PodProtocol:
                     "two sums over different sets would reveal their difference; added pods:",
                     "a redo may only drop pods, never add them",
                 )
-        out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update").copy()
+        out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update")
+        if not (in_place and np.may_share_memory(out, values)):
+            out = out.copy()
         # Record the round before masking, so no failure can leave it reusable.
         self._round, self._attempt = round, attempt
         if attempt == 0:
@@ -433,9 +445,18 @@ class ServerProtocol:
         return alive
 
     def sum_masked(
-        self, uploads: Mapping[str, np.ndarray], participants: Iterable[str]
+        self,
+        uploads: Mapping[str, np.ndarray],
+        participants: Iterable[str],
+        *,
+        packed_length: int | None = None,
     ) -> np.ndarray:
-        """Sum of the participants' masked uploads: the sum of their encoded updates."""
+        """Sum of the participants' masked uploads: the sum of their encoded updates.
+
+        With ``packed_length`` the uploads are :func:`~fedplug.secagg._field.pack`-ed words
+        of that many elements: each is unpacked into one reused buffer and added, so the
+        server holds two vectors however many pods upload.
+        """
         names = self._check_known(participants)
         if len(names) < self.min_pods:
             raise SecureAggregationError(
@@ -454,6 +475,8 @@ class ServerProtocol:
                 f"run {self.run_id!r}: uploads from pods {extra} that are not participants of "
                 f"this round {names}; drop them (their masks do not cancel)"
             )
+        if packed_length is not None:
+            return self._sum_packed(uploads, names, packed_length)
         arrays = {n: as_field(uploads[n], self.q, name=f"upload of pod {n!r}") for n in names}
         shapes = {n: a.shape for n, a in arrays.items()}
         if len(set(shapes.values())) > 1:
@@ -462,3 +485,14 @@ class ServerProtocol:
                 "encode the same model arrays in the same order"
             )
         return sum_vectors([arrays[n] for n in names], self.q)
+
+    def _sum_packed(
+        self, uploads: Mapping[str, np.ndarray], names: list[str], length: int
+    ) -> np.ndarray:
+        total = FieldSum(self.q)
+        buffer = np.empty(padded_size(length, self.q), dtype=np.uint64)
+        for n in names:
+            what = f"upload of pod {n!r}"
+            values = unpack(uploads[n], length, self.q, name=what, out=buffer)
+            total.add(as_field(values, self.q, name=what))
+        return total.result()
