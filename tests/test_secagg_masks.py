@@ -168,3 +168,31 @@ def test_apply_masks_matches_expand_mask_when_a_word_is_rejected(monkeypatch) ->
     )
     expected = (mask.astype(object) - _mask(secret=bytes(32), length=length).astype(object)) % Q
     np.testing.assert_array_equal(got, expected.astype(np.uint64))
+
+
+def test_mask_keystream_is_aes256_ctr_from_counter_two() -> None:
+    # The keystream comes from OpenSSL's GCM encryptor (vector AES); it must be exactly
+    # AES-256-CTR over the counter blocks nonce || 2, 3, ... so the PRG is plain counter mode.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from fedplug.secagg._masks import _keystream, _mask_key
+
+    key, nonce = _mask_key(SECRET, "run-1", 3, 0, DIGEST, Q)
+    assert len(key) == 32 and len(nonce) == 12
+    zeros = bytes(16 * 5000 + 8)
+    ctr = Cipher(algorithms.AES(key), modes.CTR(nonce + (2).to_bytes(4, "big"))).encryptor()
+    assert _keystream(key, nonce).update(zeros) == ctr.update(zeros)
+    first = np.frombuffer(
+        Cipher(algorithms.AES(key), modes.CTR(nonce + (2).to_bytes(4, "big")))
+        .encryptor()
+        .update(bytes(8 * 10)),
+        dtype="<u8",
+    )
+    np.testing.assert_array_equal(_mask(length=10), first & np.uint64(Q))
+
+
+def test_masks_longer_than_one_key_may_cover_are_refused() -> None:
+    from fedplug.secagg._masks import MAX_MASK_LENGTH
+
+    with pytest.raises(SecureAggregationError, match="longer than one AES-CTR key may cover"):
+        _mask(length=MAX_MASK_LENGTH + 1)
