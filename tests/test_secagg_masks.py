@@ -132,7 +132,7 @@ def test_apply_masks_equals_adding_and_subtracting_each_mask(length: int) -> Non
 
 
 class _OnesAt:
-    """A real AES-CTR keystream with the word at one absolute position forced to all ones."""
+    """A real AES-CTR keystream whose word at one absolute position is forced to all ones."""
 
     def __init__(self, inner: object, position: int) -> None:
         self.inner, self.position, self.offset = inner, position, 0
@@ -140,8 +140,8 @@ class _OnesAt:
     def update_into(self, data: bytes, out: memoryview) -> int:
         written = self.inner.update_into(data, out)  # type: ignore[attr-defined]
         first = self.position * 8 - self.offset
-        if 0 <= first < written:
-            out[first : first + 8] = b"\xff" * 8
+        if 0 <= first < written:  # keystream all ones: output = input XOR ones
+            out[first : first + 8] = bytes(b ^ 0xFF for b in bytes(data[first : first + 8]))
         self.offset += written
         return written
 

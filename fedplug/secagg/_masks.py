@@ -97,6 +97,7 @@ _ZEROS = bytes(_CHUNK)  # encrypting zeros yields the raw keystream
 # scratch blocks stay in a core's L2 cache while every mask is added to it.
 _BLOCK = 1 << 15
 _ZEROS_VIEW = memoryview(bytes(8 * _BLOCK))
+_ONES_VIEW = memoryview(b"\xff" * (8 * _BLOCK))  # yields the complemented keystream
 
 
 def _keystream_words(encryptor: object, count: int) -> np.ndarray:
@@ -220,8 +221,8 @@ def apply_masks(
     :func:`expand_mask` vectors one by one. For q = 2^61 - 1 every mask's keystream is
     streamed through one cache-sized block of ``values`` at a time, with lazy reduction, so
     each mask costs its AES-CTR keystream plus three passes over L2-resident memory (bit
-    mask, range check, addition) and nothing mask-sized is ever allocated; other primes take
-    the plain path.
+    mask, range check, addition), whatever its sign, and nothing mask-sized is ever
+    allocated; other primes take the plain path.
     """
     flat = values.reshape(-1)
     n = _check_length(flat.size)
@@ -239,35 +240,33 @@ def apply_masks(
             (iadd if plus else isub)(flat, m, q)
         return values
     ciphers = [_mask_cipher(s, run_id, round, attempt, participants_digest, q) for s, _ in masks]
-    signs = [plus for _, plus in masks]
     block = min(_BLOCK, n)
     keystream = np.empty(8 * block + 15, dtype=np.uint8)  # update_into wants 15 spare bytes
     out_view = memoryview(keystream)
     words_block = keystream[: 8 * block].view("<u8").view(np.uint64)
-    minus_block = np.empty(block, dtype=np.uint64)
     tmp_block = np.empty(block, dtype=np.uint64)
-    subtracting = not all(signs)
     exact: dict[int, np.ndarray] = {}  # masks with a rejected word, expanded the exact way
     for start in range(0, n, block):
-        acc_plus = flat[start : start + block]
-        size = acc_plus.size
-        minus, tmp = minus_block[:size], tmp_block[:size]
-        if subtracting:
-            minus.fill(0)
-        pending = {True: 0, False: 0}
-        for i, (cipher, plus) in enumerate(zip(ciphers, signs, strict=True)):
+        acc = flat[start : start + block]
+        size = acc.size
+        pending = 0
+        for i, (cipher, (secret, plus)) in enumerate(zip(ciphers, masks, strict=True)):
             if i in exact:
                 mask = exact[i][start : start + size]
             else:
-                data = _ZEROS_VIEW[: 8 * size]
+                # A subtracted mask m is added as q - m: encrypting all-ones input gives the
+                # complemented keystream ~w, and (~w) & q = q - (w & q), so either sign costs
+                # the same two passes and one accumulator serves both.
+                data = (_ZEROS_VIEW if plus else _ONES_VIEW)[: 8 * size]
                 cipher.update_into(data, out_view[: 8 * size + 15])  # type: ignore[attr-defined]
                 mask = words_block[:size]
                 np.bitwise_and(mask, _M61, out=mask)
-                if mask.max() >= _M61:  # a rejected word (probability 2^-61 each)
+                # A rejected word (w & q == q, probability 2^-61) shows as q, or as 0 negated.
+                if (mask.max() >= _M61) if plus else (mask.min() == 0):
                     # expand_mask refills it from the keystream after the whole vector: take
                     # this mask from there on (its streaming cipher is not used again).
-                    exact[i] = expand_mask(
-                        masks[i][0],
+                    full = expand_mask(
+                        secret,
                         run_id=run_id,
                         round=round,
                         attempt=attempt,
@@ -275,15 +274,12 @@ def apply_masks(
                         length=n,
                         q=q,
                     )
+                    exact[i] = full if plus else isub(np.zeros_like(full), full, q)
                     mask = exact[i][start : start + size]
-            acc = acc_plus if plus else minus
-            if pending[plus] == _LAZY:
-                fold61(acc, tmp)
-                pending[plus] = 0
+            if pending == _LAZY:
+                fold61(acc, tmp_block[:size])
+                pending = 0
             np.add(acc, mask, out=acc)
-            pending[plus] += 1
-        reduce61(acc_plus, tmp)
-        if subtracting:
-            reduce61(minus, tmp)
-            isub(acc_plus, minus, q)
+            pending += 1
+        reduce61(acc, tmp_block[:size])
     return values
