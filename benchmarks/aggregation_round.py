@@ -37,9 +37,13 @@ LABELS = {"plain": "plain FedAvg", "secure": "fedplug secure", "secaggplus": "Fl
 
 
 def pod_breakdown(k: int, d: int, repeats: int = 3) -> dict[str, float]:
-    """A pod's protocol steps in one process, in milliseconds (median of ``repeats``)."""
+    """A pod's protocol steps in one process, in milliseconds (median of ``repeats``).
+
+    The same pipeline as the pod handler: one padded buffer is encoded, masked and packed
+    in place.
+    """
     from fedplug.secagg import FixedPointCodec
-    from fedplug.secagg._field import pack
+    from fedplug.secagg._field import pack, padded_size
     from fedplug.secagg._masks import _mask_cipher, apply_masks
 
     rng = np.random.default_rng(0)
@@ -52,17 +56,23 @@ def pod_breakdown(k: int, d: int, repeats: int = 3) -> dict[str, float]:
     out = bytearray(8 * d + 15)
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
-        values = np.zeros(d + 2)
-        np.subtract(trained, current, out=values[:d], dtype=np.float64)
-        encoded, _ = codec.encode_weighted(values, 1000)
+        buffer = np.zeros(padded_size(d + 2), dtype=np.float64)
+        np.subtract(trained, current, out=buffer[:d], dtype=np.float64)
+        codec.encode_weighted(buffer[: d + 2], 1000, out=buffer[: d + 2].view(np.uint64))
+        encoded = buffer.view(np.uint64)
         t1 = time.perf_counter()
         apply_masks(
-            encoded, masks, run_id="bench", round=1, attempt=0, participants_digest=b"p" * 32
+            encoded[: d + 2],
+            masks,
+            run_id="bench",
+            round=1,
+            attempt=0,
+            participants_digest=b"p" * 32,
         )
         t2 = time.perf_counter()
-        pack(encoded)
+        pack(encoded, in_place=True)
         t3 = time.perf_counter()
-        for secret, _ in masks:  # the keystream alone: what AES-CTR costs for these masks
+        for secret, _ in masks:  # the keystream alone: what AES-256-CTR costs for these masks
             _mask_cipher(secret, "bench", 1, 0, b"p" * 32, 2**61 - 1).update_into(zeros, out)
         t4 = time.perf_counter()
         for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
