@@ -183,7 +183,8 @@ def test_proximal_term_keeps_weights_near_the_start(problem) -> None:
         opt = Optimizer("SGD", {"lr": 0.1})
         train_local(net, train, epochs=2, batch_size=32, optimizer=opt, seed=0, proximal_mu=mu)
         return sum(
-            float((p.detach() - s).pow(2).sum()) for p, s in zip(net.parameters(), start, strict=True)
+            float((p.detach() - s).pow(2).sum())
+            for p, s in zip(net.parameters(), start, strict=True)
         )
 
     free, held = drift(0.0), drift(10.0)

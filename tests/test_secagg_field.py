@@ -7,7 +7,7 @@ import pytest
 
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg import Q, add, as_field, check_prime, neg, sub, sum_vectors
-from fedplug.secagg._field import FieldSum, pack, packed_size, padded_size, unpack
+from fedplug.secagg._field import FieldSum, pack, packed_size, padded_size, sum_packed, unpack
 
 PRIMES = [Q, 2**62 - 57, 2**61 + 15, 65537, 3]
 
@@ -133,3 +133,27 @@ def test_field_sum_streams_many_vectors_with_lazy_folds() -> None:
     np.testing.assert_array_equal(total.result(), expected.astype(np.uint64))
     with pytest.raises(SecureAggregationError, match="has no vectors"):
         FieldSum().result()
+
+
+@pytest.mark.parametrize("q", [Q, 2**31 - 1])
+def test_sum_packed_equals_the_sum_of_unpacked_vectors(q: int) -> None:
+    # Nine uploads force a lazy fold; 80,000 elements span three blocks and the spread block.
+    rng = np.random.default_rng(11)
+    length = 80_000
+    vectors = [rng.integers(q - 1000, q, size=length, dtype=np.uint64) for _ in range(9)]
+    expected = sum(v.astype(object) for v in vectors) % q
+    uploads = [(f"upload {i}", pack(v, q)) for i, v in enumerate(vectors)]
+    np.testing.assert_array_equal(sum_packed(uploads, length, q), expected.astype(np.uint64))
+
+
+def test_sum_packed_names_the_bad_upload() -> None:
+    good = pack(np.arange(100, dtype=np.uint64))
+    spread_bad = good.copy()
+    spread_bad[-1] |= np.uint64(0b111) << np.uint64(61)  # a spread element above 2^61
+    for bad in (spread_bad, good.copy()):
+        if bad is not spread_bad:
+            bad[3] |= np.uint64(Q)  # a main element equal to q
+        with pytest.raises(SecureAggregationError, match="upload b has .* outside the field"):
+            sum_packed([("upload a", good), ("upload b", bad)], 100)
+    with pytest.raises(SecureAggregationError, match="upload b has dtype float64"):
+        sum_packed([("upload a", good), ("upload b", good.astype(np.float64))], 100)

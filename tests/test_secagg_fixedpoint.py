@@ -213,3 +213,15 @@ def test_encode_out_must_fit() -> None:
     codec = FixedPointCodec(clip=1.0, max_weight=10, n_pods=2)
     with pytest.raises(SecureAggregationError, match="out must be a contiguous uint64 array"):
         codec.encode_weighted(np.zeros(4), 1, out=np.zeros(3, dtype=np.uint64))
+
+
+def test_decode_mean_is_the_decoded_sum_over_the_count() -> None:
+    codec = FixedPointCodec(clip=2.0, max_weight=1000, n_pods=3)
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-2.0, 2.0, size=2 * (1 << 15) + 5)  # both signs, three blocks
+    encoded, _ = codec.encode_weighted(x, 700)
+    total = sum_vectors([encoded, encoded, encoded])
+    signed = np.array([int(v) - Q if int(v) > (Q - 1) // 2 else int(v) for v in total])
+    expected = signed.astype(np.float64) / codec.scale / 2100
+    np.testing.assert_array_equal(codec.decode_mean(total, 2100), expected)
+    np.testing.assert_allclose(codec.decode_mean(total, 2100), x, atol=2 / codec.scale)

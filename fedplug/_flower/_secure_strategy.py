@@ -259,7 +259,7 @@ class SecureAggregationStrategy(AggregationStrategy):
             )
         if n_total <= 0:
             raise SecureAggregationError(f"{what}: the pods reported no examples.")
-        mean = codec.decode_sum(total[:-2]) / n_total
+        mean = codec.decode_mean(total[:-2], n_total)
         return mean, n_total, keys
 
     def _redo(self, params: SecureParams, survivors: list[str], what: str) -> dict[str, Message]:

@@ -137,6 +137,7 @@ def sum_vectors(vectors: Sequence[object], q: int = Q) -> np.ndarray:
 MERSENNE_61 = 2**61 - 1
 _M61 = np.uint64(MERSENNE_61)
 _LAZY = 7  # 8 values below 2^61 sum below 2^64: fold after 7 additions to an element < q + 8
+_SUM_BLOCK = 1 << 15  # elements per block of sum_packed: a block of the sum stays in L2
 
 
 def fold61(acc: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
@@ -248,6 +249,31 @@ def pack(values: np.ndarray, q: int = Q, *, in_place: bool = False) -> np.ndarra
     return words.reshape(-1)
 
 
+def _check_packed(words: object, length: int, q: int, name: str) -> np.ndarray:
+    arr = np.asarray(words)
+    if arr.dtype != np.uint64 or arr.ndim != 1 or arr.size != packed_size(length, q):
+        raise SecureAggregationError(
+            f"{name} has dtype {arr.dtype}, shape {arr.shape}, but {length} packed field "
+            f"elements take {packed_size(length, q)} uint64 words; the pod and the server "
+            "must run the same fedplug version"
+        )
+    return arr
+
+
+def _unpack_spread(arr: np.ndarray, q: int, out: np.ndarray) -> np.ndarray:
+    """The elements spread over the carriers' high bits (the last block), into ``out``."""
+    bits, spare, per = _packing(q)
+    rows = arr.size // per
+    out[:] = 0
+    carriers = arr.reshape(per, rows)
+    piece = np.empty(rows, dtype=np.uint64)
+    for j in range(per):
+        np.right_shift(carriers[j], np.uint64(bits), out=piece)
+        np.left_shift(piece, np.uint64(j * spare), out=piece)
+        np.bitwise_or(out, piece, out=out)
+    return out
+
+
 def unpack(
     words: object,
     length: int,
@@ -261,26 +287,60 @@ def unpack(
     ``out``, a uint64 buffer of :func:`padded_size` elements, is reused (the result is a
     view of it); otherwise a new array is made.
     """
-    bits, spare, per = _packing(q)
-    arr = np.asarray(words)
-    if arr.dtype != np.uint64 or arr.ndim != 1 or arr.size != packed_size(length, q):
-        raise SecureAggregationError(
-            f"{name} has dtype {arr.dtype}, shape {arr.shape}, but {length} packed field "
-            f"elements take {packed_size(length, q)} uint64 words; the pod and the server "
-            "must run the same fedplug version"
-        )
+    bits, _, per = _packing(q)
+    arr = _check_packed(words, length, q, name)
     rows = arr.size // per
     if out is None or out.dtype != np.uint64 or out.size < rows * (per + 1):
         out = np.empty(rows * (per + 1), dtype=np.uint64)
     else:
         out = out.reshape(-1)[: rows * (per + 1)]
     np.bitwise_and(arr, np.uint64((1 << bits) - 1), out=out[: per * rows])
-    extra = out[per * rows :]
-    extra[:] = 0
-    carriers = arr.reshape(per, rows)
-    piece = np.empty(rows, dtype=np.uint64)
-    for j in range(per):
-        np.right_shift(carriers[j], np.uint64(bits), out=piece)
-        np.left_shift(piece, np.uint64(j * spare), out=piece)
-        np.bitwise_or(extra, piece, out=extra)
+    _unpack_spread(arr, q, out[per * rows :])
     return out[:length]
+
+
+def sum_packed(uploads: Sequence[tuple[str, object]], length: int, q: int = Q) -> np.ndarray:
+    """Sum of :func:`pack`-ed vectors of ``length`` elements, each checked to lie in the field.
+
+    ``uploads`` lists ``(name, words)``; a bad one raises an error naming it. For
+    q = 2^61 - 1 no whole vector is unpacked: the sum is built block by block, each block
+    staying in cache while every upload's words for it are masked, checked and added, then
+    the elements spread over the high bits are added upload by upload.
+    """
+    arrays = [(name, _check_packed(words, length, q, name)) for name, words in uploads]
+    if not arrays:
+        raise SecureAggregationError("sum_packed needs at least one upload")
+    if q != MERSENNE_61:
+        total = FieldSum(q)
+        for name, arr in arrays:
+            total.add(as_field(unpack(arr, length, q, name=name), q, name=name))
+        return total.result()
+    _, _, per = _packing(q)
+    rows = arrays[0][1].size // per
+    main = per * rows
+    acc = np.empty(rows * (per + 1), dtype=np.uint64)
+    block = min(_SUM_BLOCK, max(main, 1))
+    tmp = np.empty(block, dtype=np.uint64)
+    scratch = np.empty(block, dtype=np.uint64)
+    for start in range(0, main, block):
+        part = acc[start : min(start + block, main)]
+        size = part.size
+        pending = 0
+        for i, (name, arr) in enumerate(arrays):
+            dst = part if i == 0 else tmp[:size]
+            np.bitwise_and(arr[start : start + size], _M61, out=dst)
+            if dst.max() >= _M61:  # the element q itself: report it as as_field does
+                as_field(unpack(arr, length, q, name=name), q, name=name)
+            if i:
+                if pending == _LAZY:
+                    fold61(part, scratch[:size])
+                    pending = 0
+                np.add(part, dst, out=part)
+                pending += 1
+        reduce61(part, scratch[:size])
+    spread_total = FieldSum(q)
+    spread = np.empty(rows, dtype=np.uint64)
+    for name, arr in arrays:
+        spread_total.add(as_field(_unpack_spread(arr, q, spread), q, name=name))
+    acc[main:] = spread_total.result()
+    return acc[:length]

@@ -198,4 +198,24 @@ class FixedPointCodec:
 
     def decode_sum(self, field_sum: object) -> np.ndarray:
         """Float64 value of a sum of encoded weighted updates: ``sum_i w_i * x_i``."""
-        return self._signed(field_sum).astype(np.float64) / self.scale
+        return self.decode_mean(field_sum, 1)
+
+    def decode_mean(self, field_sum: object, count: int) -> np.ndarray:
+        """Float64 ``decode_sum(field_sum) / count`` (a weighted mean when count is the
+        summed weight), block by block through small scratch arrays: one new array."""
+        arr = as_field(field_sum, self.q, name="field sum")
+        flat = arr.reshape(-1)
+        out = np.empty(flat.size, dtype=np.float64)
+        signed = np.empty(min(_BLOCK, flat.size), dtype=np.int64)
+        above = np.empty(signed.size, dtype=bool)
+        half, q, scale = np.uint64(self._half), np.int64(self.q), float(self.scale)
+        for start in range(0, flat.size, _BLOCK):
+            part = flat[start : start + _BLOCK]
+            s, a, o = signed[: part.size], above[: part.size], out[start : start + part.size]
+            np.copyto(s, part, casting="unsafe")  # < q < 2^62: exact as int64
+            np.greater(part, half, out=a)
+            np.subtract(s, q, out=s, where=a)  # values above h stand for negatives
+            np.divide(s, scale, out=o)
+            if count != 1:
+                o /= count
+        return out.reshape(arr.shape)

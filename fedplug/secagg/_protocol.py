@@ -18,15 +18,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
-from fedplug.secagg._field import (
-    FieldSum,
-    Q,
-    as_field,
-    check_prime,
-    padded_size,
-    sum_vectors,
-    unpack,
-)
+from fedplug.secagg._field import Q, as_field, check_prime, sum_packed, sum_vectors
 from fedplug.secagg._keys import (
     IdentityKey,
     KeyBundle,
@@ -489,10 +481,4 @@ class ServerProtocol:
     def _sum_packed(
         self, uploads: Mapping[str, np.ndarray], names: list[str], length: int
     ) -> np.ndarray:
-        total = FieldSum(self.q)
-        buffer = np.empty(padded_size(length, self.q), dtype=np.uint64)
-        for n in names:
-            what = f"upload of pod {n!r}"
-            values = unpack(uploads[n], length, self.q, name=what, out=buffer)
-            total.add(as_field(values, self.q, name=what))
-        return total.result()
+        return sum_packed([(f"upload of pod {n!r}", uploads[n]) for n in names], length, self.q)
