@@ -157,7 +157,8 @@ def _encode(
     # (zeros encode to zero), so the vector is built without concatenating copies. It is
     # padded for packing: encoding, masking and packing then all work in this memory.
     length = cut + len(keys) + 2
-    buffer = np.zeros(padded_size(length, params.q), dtype=np.float64)
+    buffer = np.empty(padded_size(length, params.q), dtype=np.float64)
+    buffer[cut:] = 0.0  # metrics and counts are set below; the padding must be zero
     values = buffer[:length]
     offset = 0
     for a, c, size in zip(arrays, current, sizes, strict=True):

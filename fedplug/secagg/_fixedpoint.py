@@ -125,22 +125,13 @@ class FixedPointCodec:
         """Return ``(field elements of weight * x, number of clipped elements)``; same shape.
 
         ``out`` (uint64, x's size) receives the result; it may be x's own float64 memory
-        viewed as uint64, which encodes in place. Work goes block by block through small
-        scratch arrays, so nothing update-sized is allocated besides the result.
+        viewed as uint64, which encodes in place (after an error its contents are
+        unspecified). Checks and encoding go block by block through small scratch arrays:
+        one read of x, and nothing update-sized is allocated besides the result.
         """
         w = self._check_weight(weight, "weight")
         arr = np.asarray(x, dtype=np.float64)
         flat = arr.reshape(-1)
-        # Fast paths use reductions (no temporaries); the exact checks run only when needed.
-        total = np.add.reduce(flat) if flat.size else 0.0
-        if not math.isfinite(total) and not np.isfinite(flat).all():
-            bad = flat.size - int(np.count_nonzero(np.isfinite(flat)))
-            raise SecureAggregationError(
-                f"update has {bad} non-finite element(s) (NaN or inf); a diverged update is not "
-                "clipped silently: lower the learning rate or check the pod's data"
-            )
-        clipping = bool(flat.size) and (flat.max() > self.clip or flat.min() < -self.clip)
-        n_clipped = int(np.count_nonzero(np.abs(flat) > self.clip)) if clipping else 0
         if out is None:
             out = np.empty(flat.size, dtype=np.uint64)
         elif out.dtype != np.uint64 or out.size != flat.size or not out.flags.c_contiguous:
@@ -152,15 +143,25 @@ class FixedPointCodec:
         signed = result.view(np.int64)
         scratch = np.empty(min(_BLOCK, flat.size), dtype=np.float64)
         scale = float(self.scale)
+        n_clipped = 0
         for start in range(0, flat.size, _BLOCK):
-            # The block is read into scratch before its slot of out is written, so out may
-            # share x's memory.
-            v = scratch[: min(_BLOCK, flat.size - start)]
-            if clipping:
-                np.clip(flat[start : start + v.size], -self.clip, self.clip, out=v)
+            # Checks and encoding read the block while it is in cache; the block is read into
+            # scratch before its slot of out is written, so out may share x's memory.
+            part = flat[start : start + _BLOCK]
+            v = scratch[: part.size]
+            # A reduction finds NaN and inf without a temporary; the count runs only then.
+            if not math.isfinite(np.add.reduce(part)) and not np.isfinite(flat).all():
+                bad = flat.size - int(np.count_nonzero(np.isfinite(flat)))
+                raise SecureAggregationError(
+                    f"update has {bad} non-finite element(s) (NaN or inf); a diverged update is "
+                    "not clipped silently: lower the learning rate or check the pod's data"
+                )
+            if part.max() > self.clip or part.min() < -self.clip:
+                n_clipped += int(np.count_nonzero(np.abs(part) > self.clip))
+                np.clip(part, -self.clip, self.clip, out=v)
                 v *= scale
             else:  # exact float; |v| <= 2^52: errs <= 1/2
-                np.multiply(flat[start : start + v.size], scale, out=v)
+                np.multiply(part, scale, out=v)
             np.rint(v, out=v)
             block = signed[start : start + v.size]
             np.copyto(block, v, casting="unsafe")
