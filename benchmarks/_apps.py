@@ -142,7 +142,13 @@ def _task_json() -> str:
     return TrainingTask(schema={}, datastructure={}, model={}, optimizer={}).to_json()
 
 
-def fedplug_server_app(mode: str, k: int, d: int, rounds: int, out: Outcome) -> ServerApp:
+def fedplug_server_app(
+    mode: str, k: int, d: int, rounds: int, out: Outcome, *, deployed: bool = False
+) -> ServerApp:
+    """fedplug's timed server loop. ``deployed``: on a real SuperLink, poll for replies
+    through fedplug's ``PollingGrid``, as fedplug's ServerApp does under ``flwr run``
+    (Flower's own grid sleeps 3 s between polls); the simulation uses Flower's grid as is,
+    as ``fedplug run`` does."""
     from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
     from fedplug._flower import FedAvg, SecureAggregator
@@ -153,6 +159,10 @@ def fedplug_server_app(mode: str, k: int, d: int, rounds: int, out: Outcome) -> 
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        if deployed:
+            from fedplug._flower.app import PollingGrid
+
+            grid = PollingGrid(grid)
         try:
             nodes = list(grid.get_node_ids())
             while len(nodes) < k:

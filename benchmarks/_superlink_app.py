@@ -34,7 +34,7 @@ def main(grid: Grid, context: Context) -> None:
     if mode == "secaggplus":
         inner = secaggplus_server_app(k, d, rounds, out)
     else:
-        inner = fedplug_server_app(mode, k, d, rounds, out)
+        inner = fedplug_server_app(mode, k, d, rounds, out, deployed=True)
     start = time.perf_counter()
     inner._main(grid, context)  # noqa: SLF001 - the wrapped app's main, in this process
     record = {**asdict(out), "serverapp_s": time.perf_counter() - start}

@@ -10,7 +10,10 @@ live in ``_superlink_app.py`` (shipped inside the FAB). Per run: median seconds 
 over the timed rounds (the first round warms up, the last also measures upload sizes;
 both left out), fedplug's one-time key setup separately. Flower 1.42's SuperNode sleeps
 3 s whenever a poll finds no message, so every server -> pod exchange costs up to ~3 s
-of waiting: SecAgg+ needs four exchanges per round, fedplug secure and plain one.
+of waiting: SecAgg+ needs four exchanges per round, fedplug secure and plain one. The
+fedplug server loops poll for replies through fedplug's ``PollingGrid`` (every 0.25 s), as
+fedplug's ServerApp does under ``flwr run``; SecAgg+ runs Flower's workflow on Flower's
+grid, which polls every 3 s.
 
     python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 6]
 """
@@ -236,9 +239,12 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
         "SuperNode sleeps 3 s after every empty poll, so each server -> pod exchange waits "
         "up to ~3 s: plain and fedplug secure need one exchange per round, SecAgg+ four "
         "(setup, share keys, collect masked vectors, unmask) and does its key setup inside "
-        "every round. fedplug's key setup runs once per run (`setup_s`, not in the round "
-        "times). Pod handler = fedplug's real pod code per message (encode + mask + pack "
-        "for secure); SecAgg+ per-stage pod times are not instrumented.\n"
+        "every round. The fedplug rows poll for replies every 0.25 s through fedplug's "
+        "`PollingGrid`, as fedplug's ServerApp does under `flwr run`; SecAgg+ runs on "
+        "Flower's grid (a poll every 3 s). fedplug's key setup runs once per run "
+        "(`setup_s`, not in the round times). Pod handler = fedplug's real pod code per "
+        "message (encode + mask + pack for secure); SecAgg+ per-stage pod times are not "
+        "instrumented.\n"
     )
     import matplotlib
 

@@ -148,6 +148,16 @@ def fold61(acc: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     return acc
 
 
+def lazy_add61(acc: np.ndarray, values: np.ndarray, pending: int, tmp: np.ndarray) -> int:
+    """``acc += values`` with a fold first when ``pending`` additions are unfolded; returns
+    the new count. Both below 2^61 after a fold, so eight additions never overflow."""
+    if pending == _LAZY:
+        fold61(acc, tmp)
+        pending = 0
+    np.add(acc, values, out=acc)
+    return pending + 1
+
+
 def reduce61(acc: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     """In place reduction into [0, q) of any uint64 array, for q = 2^61 - 1."""
     fold61(acc, tmp)  # now <= q + 7 < 2q
@@ -179,13 +189,9 @@ class FieldSum:
         if self.q != MERSENNE_61:
             iadd(self._acc, values, self.q)
             return
-        if self._pending == _LAZY:
-            if self._tmp is None:
-                self._tmp = np.empty_like(self._acc)
-            fold61(self._acc, self._tmp)
-            self._pending = 0
-        np.add(self._acc, values, out=self._acc)
-        self._pending += 1
+        if self._tmp is None:
+            self._tmp = np.empty_like(self._acc)
+        self._pending = lazy_add61(self._acc, values, self._pending, self._tmp)
 
     def result(self) -> np.ndarray:
         """The reduced sum (the accumulator itself: add nothing after this)."""
@@ -332,11 +338,7 @@ def sum_packed(uploads: Sequence[tuple[str, object]], length: int, q: int = Q) -
             if dst.max() >= _M61:  # the element q itself: report it as as_field does
                 as_field(unpack(arr, length, q, name=name), q, name=name)
             if i:
-                if pending == _LAZY:
-                    fold61(part, scratch[:size])
-                    pending = 0
-                np.add(part, dst, out=part)
-                pending += 1
+                pending = lazy_add61(part, dst, pending, scratch[:size])
         reduce61(part, scratch[:size])
     spread_total = FieldSum(q)
     spread = np.empty(rows, dtype=np.uint64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import numbers
 from collections.abc import Iterable, Sequence
@@ -14,14 +15,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg._field import (
-    _LAZY,
     _M61,
     MERSENNE_61,
     Q,
     check_prime,
-    fold61,
     iadd,
     isub,
+    lazy_add61,
     reduce61,
 )
 from fedplug.secagg._keys import _length_prefixed, exchange_public_bytes
@@ -226,18 +226,13 @@ def apply_masks(
     """
     flat = values.reshape(-1)
     n = _check_length(flat.size)
+    context = {"run_id": run_id, "round": round, "attempt": attempt}
+    expand = functools.partial(
+        expand_mask, **context, participants_digest=participants_digest, length=n, q=q
+    )
     if q != MERSENNE_61 or n == 0:
         for secret, plus in masks:
-            m = expand_mask(
-                secret,
-                run_id=run_id,
-                round=round,
-                attempt=attempt,
-                participants_digest=participants_digest,
-                length=n,
-                q=q,
-            )
-            (iadd if plus else isub)(flat, m, q)
+            (iadd if plus else isub)(flat, expand(secret), q)
         return values
     ciphers = [_mask_cipher(s, run_id, round, attempt, participants_digest, q) for s, _ in masks]
     block = min(_BLOCK, n)
@@ -265,21 +260,9 @@ def apply_masks(
                 if (mask.max() >= _M61) if plus else (mask.min() == 0):
                     # expand_mask refills it from the keystream after the whole vector: take
                     # this mask from there on (its streaming cipher is not used again).
-                    full = expand_mask(
-                        secret,
-                        run_id=run_id,
-                        round=round,
-                        attempt=attempt,
-                        participants_digest=participants_digest,
-                        length=n,
-                        q=q,
-                    )
+                    full = expand(secret)
                     exact[i] = full if plus else isub(np.zeros_like(full), full, q)
                     mask = exact[i][start : start + size]
-            if pending == _LAZY:
-                fold61(acc, tmp_block[:size])
-                pending = 0
-            np.add(acc, mask, out=acc)
-            pending += 1
+            pending = lazy_add61(acc, mask, pending, tmp_block[:size])
         reduce61(acc, tmp_block[:size])
     return values
