@@ -313,7 +313,7 @@ def main() -> None:
     parser.add_argument("--pods", type=int, nargs="+", default=[2, 5, 10])
     parser.add_argument("--params", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8, help="incl. warm-up and last round")
     parser.add_argument("--timeout", type=float, default=300.0, help="per configuration")
     args = parser.parse_args()
     if args.quick:

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="K=20, 4 rounds")
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--params", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     k, rounds = (20, 4) if args.quick else (args.pods, args.rounds)
     targets = {"secure_over_plain@K50,D100k": (k, args.params, "secure_over_plain", "<=", 1.5)}

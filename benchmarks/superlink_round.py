@@ -15,7 +15,7 @@ fedplug server loops poll for replies through fedplug's ``PollingGrid`` (every 0
 fedplug's ServerApp does under ``flwr run``; SecAgg+ runs Flower's workflow on Flower's
 grid, which polls every 3 s.
 
-    python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 6]
+    python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 8]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, nargs="+", default=[1_000_000, 100_000])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--rounds", type=int, default=6, help="incl. warm-up and last round")
+    parser.add_argument("--rounds", type=int, default=8, help="incl. warm-up and last round")
     parser.add_argument("--timeout", type=float, default=420.0, help="per run, seconds")
     parser.add_argument("--keep", type=Path, help="keep logs in this directory")
     args = parser.parse_args()
