@@ -301,3 +301,19 @@ def test_pod_upload_bytes_are_what_flower_would_write() -> None:
     array = _npy_array(words)
     assert array.data == Array(words.copy()).data
     np.testing.assert_array_equal(array.numpy(), words)
+
+
+def test_uploads_of_different_lengths_are_refused(fed_pods, monkeypatch) -> None:
+    import fedplug._flower._pod_app as pod_app
+
+    real = pod_app.handle_secure
+
+    def longer_for_pod_b(message, context, runtime, kind):  # noqa: ANN001, ANN202
+        reply = real(message, context, runtime, kind)
+        if runtime.name == "pod-b" and not reply.has_error():
+            reply.content["layout"]["length"] = int(reply.content["layout"]["length"]) + 1
+        return reply
+
+    monkeypatch.setattr(pod_app, "handle_secure", longer_for_pod_b)
+    with pytest.raises(SecureAggregationError, match="uploaded vectors of different lengths"):
+        run_local(fed_pods(2, rows=200), SecureAggregator(), rounds=1)
