@@ -51,6 +51,23 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def target(value: float, op: str, bound: float) -> dict[str, Any]:
+    """One target check: ``value op bound`` with ``op`` "<=" or ">="."""
+    met = value <= bound if op == "<=" else value >= bound
+    return {"value": value, "op": op, "bound": bound, "met": met}
+
+
+def md_targets(checks: dict[str, dict[str, Any]], title: str = "Targets") -> str:
+    """The checks of :func:`target` as a markdown list (empty without checks)."""
+    if not checks:
+        return ""
+    return f"\n\n{title}:\n\n" + "\n".join(
+        f"- {name}: {c['value']:.2f} (target {c['op']} {c['bound']}): "
+        f"{'met' if c['met'] else 'MISSED'}"
+        for name, c in checks.items()
+    )
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, float):

@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import md_table, median, write_results  # noqa: E402
+from _common import md_table, md_targets, median, target, write_results  # noqa: E402
 
 MODES = ("plain", "secure", "secaggplus")
 LABELS = {"plain": "plain FedAvg", "secure": "fedplug secure", "secaggplus": "Flower SecAgg+"}
@@ -244,18 +244,8 @@ def run(
     for key, (k, d, field, op, bound) in targets.items():
         e = next((e for e in ratios if e["pods"] == k and e["params"] == d), None)
         if e and field in e:
-            value = e[field]
-            checks[key] = {
-                "value": value,
-                "bound": bound,
-                "met": value <= bound if op == "<=" else value >= bound,
-            }
-    if checks:
-        md += "\n\nTargets:\n\n" + "\n".join(
-            f"- {k}: {v['value']:.2f} (target {'>=' if 'secaggplus' in k else '<='}"
-            f" {v['bound']}): {'met' if v['met'] else 'MISSED'}"
-            for k, v in checks.items()
-        )
+            checks[key] = target(e[field], op, bound)
+    md += md_targets(checks)
     md += (
         "\n\nSimulated pods share this machine's cores (2 Ray workers, 1 CPU each), so pod "
         "work adds up across pods. Round times include Flower's in-memory SuperLink polling "

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _common import md_table, write_results  # noqa: E402
+from _common import md_table, md_targets, target, write_results  # noqa: E402
 from aggregation_round import LABELS, MODES, summarize  # noqa: E402
 from deploy_helpers import BIN, CONNECTION, Cluster, free_port  # noqa: E402
 
@@ -219,17 +219,10 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
     checks = {}
     for e in ratios:
         tag = f"@K{K},D{e['params']:,}"
-        v = e["secure_over_plain"]
-        checks["secure_over_plain" + tag] = {"value": v, "bound": 1.15, "met": v <= 1.15}
+        checks["secure_over_plain" + tag] = target(e["secure_over_plain"], "<=", 1.15)
         if "secaggplus_over_secure" in e:
-            v = e["secaggplus_over_secure"]
-            checks["secaggplus_over_secure" + tag] = {"value": v, "bound": 3.0, "met": v >= 3.0}
-    if checks:
-        md += "\n\nTargets (issue 6, benchmark 2):\n\n" + "\n".join(
-            f"- {k}: {v['value']:.2f} (target {'>=' if 'secaggplus' in k else '<='}"
-            f" {v['bound']}): {'met' if v['met'] else 'MISSED'}"
-            for k, v in checks.items()
-        )
+            checks["secaggplus_over_secure" + tag] = target(e["secaggplus_over_secure"], ">=", 3.0)
+    md += md_targets(checks, "Targets (issue 6, benchmark 2)")
     md += (
         f"\n\nOne `flower-superlink` and {K} `flower-supernode` processes on 127.0.0.1 "
         "(insecure, this machine), one `flwr run` per row, in the order of the table. "
