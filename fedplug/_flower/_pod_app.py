@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -22,15 +23,16 @@ logger = logging.getLogger("fedplug.pod")
 Handler = Callable[[Message, Context, PodRuntime], Message]
 
 
-def _guard(
-    handler: Handler, pod_files: Sequence[str] | None
-) -> Callable[[Message, Context], Message]:
+Locate = Callable[[Context], Path]
+
+
+def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Message]:
     """Turn every failure into a Flower error reply naming the pod: a pod never crashes."""
 
     def wrapped(message: Message, context: Context) -> Message:
         name = "?"
         try:
-            runtime = load_runtime(pod_file_for(context, pod_files))
+            runtime = load_runtime(locate(context))
             name = runtime.name
             reply = handler(message, context, runtime)
             if not reply.has_error():
@@ -144,18 +146,32 @@ class PodClientApp(ClientApp):
         return super().__call__(message, context)
 
 
-def build_client_app(pod_files: Sequence[str] | None = None) -> ClientApp:
+def build_client_app(
+    pod_files: Sequence[str] | None = None, *, pod_file: str | Path | None = None
+) -> ClientApp:
     """The pod ClientApp.
 
-    ``pod_files`` maps simulated SuperNodes (by partition id) to pod files; on a real
-    SuperNode the node config's ``pod`` key names the file instead.
+    ``pod_files`` maps simulated SuperNodes (by partition id) to pod files; ``pod_file``
+    is the one pod a long-lived pod process serves (``fedplug pod start``); otherwise the
+    node config's ``pod`` key names the file (in-process test grids).
     """
     app = PodClientApp()
-    files = list(pod_files) if pod_files else None
-    app.query("schema")(_guard(handle_schema, files))
-    app.query("secaggsetup")(_guard(handle_setup, files))
-    app.train()(_guard(handle_train, files))
-    app.evaluate()(_guard(handle_evaluate, files))
-    app.train("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "train"), files))
-    app.evaluate("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "evaluate"), files))
+    if pod_file is not None:
+        served = Path(pod_file)
+
+        def locate(context: Context) -> Path:
+            return served
+
+    else:
+        files = list(pod_files) if pod_files else None
+
+        def locate(context: Context) -> Path:
+            return pod_file_for(context, files)
+
+    app.query("schema")(_guard(handle_schema, locate))
+    app.query("secaggsetup")(_guard(handle_setup, locate))
+    app.train()(_guard(handle_train, locate))
+    app.evaluate()(_guard(handle_evaluate, locate))
+    app.train("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "train"), locate))
+    app.evaluate("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "evaluate"), locate))
     return app

@@ -49,6 +49,17 @@ def error_reply(message: Message, code: int, reason: str) -> Message:
     return Message(Error(code=code, reason=reason), reply_to=message)
 
 
+def refusal_reply(
+    message: Message, reason: str, text: str, pods: list[str] | tuple[str, ...] = ()
+) -> Message:
+    """A pod's policy refusal: a reason key, the pods concerned and a message for the modeller.
+
+    ``text`` must hold no data (no cell value, row number or count): the server reads it.
+    """
+    payload = {"reason": reason, "pods": list(pods), "message": text}
+    return error_reply(message, POLICY_REFUSAL, json.dumps(payload))
+
+
 def config_json(record: ConfigRecord, key: str) -> Any:
     """Decode a JSON value of a ConfigRecord, with an error a pod can return as-is."""
     if key not in record:
