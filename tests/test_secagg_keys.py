@@ -22,12 +22,13 @@ from fedplug.secagg import (
     new_exchange_key,
     verify_bundle,
 )
+from fedplug.secagg._keys import new_nonce
 
 
 def _bundle(pod: str = "pod-a", run_id: str = "run-1") -> tuple[IdentityKey, KeyBundle]:
     identity = IdentityKey.generate()
     exchange = exchange_public_bytes(new_exchange_key())
-    return identity, KeyBundle.create(identity, pod, run_id, exchange)
+    return identity, KeyBundle.create(identity, pod, run_id, exchange, new_nonce())
 
 
 def test_identity_pem_round_trip_and_public_key() -> None:
@@ -73,7 +74,7 @@ def test_bundle_verifies_and_round_trips_through_json() -> None:
     _, bundle = _bundle()
     verify_bundle(bundle, "run-1")
     data = json.loads(json.dumps(bundle.to_dict()))
-    assert set(data) == {"pod", "identity_public", "exchange_public", "signature"}
+    assert set(data) == {"pod", "identity_public", "exchange_public", "nonce", "signature"}
     assert KeyBundle.from_dict(data) == bundle
 
 
@@ -82,6 +83,7 @@ def test_bundle_verifies_and_round_trips_through_json() -> None:
     [
         {"pod": "pod-b"},
         {"exchange_public": bytes(32)},
+        {"nonce": bytes(16)},
         {"identity_public": IdentityKey.generate().public_bytes()},
         {"signature": bytes(64)},
     ],
@@ -100,9 +102,11 @@ def test_bundle_is_bound_to_its_run() -> None:
 
 
 def test_payload_encoding_is_injective() -> None:
-    key = bytes(range(32))
-    assert bundle_payload("ab", "c", key) != bundle_payload("a", "bc", key)
-    assert bundle_payload("r", "p", key).startswith(b"\x00\x00\x00\x1cfedplug/secagg/key-bundle/v1")
+    key, nonce = bytes(range(32)), bytes(16)
+    assert bundle_payload("ab", "c", key, nonce) != bundle_payload("a", "bc", key, nonce)
+    assert bundle_payload("r", "p", key, nonce).startswith(
+        b"\x00\x00\x00\x1cfedplug/secagg/key-bundle/v2"
+    )
 
 
 def test_from_dict_errors_name_the_pod_and_field() -> None:

@@ -140,9 +140,12 @@ def test_dropout_redo_over_survivors_equals_their_plaintext_sum() -> None:
         codec.decode_sum(total[:-1]), plain, rtol=1e-6, atol=1000 * 4 / codec.scale
     )
     assert codec.decode_int(total[-1:])[0] == sum(weights[n] for n in survivors)
-    # The next round starts at attempt 0 over everybody again.
-    total = simulate_round(pods, server, encoded, round=5)
-    assert np.array_equal(total, sum_vectors(list(encoded.values())))
+    # The next round starts at attempt 0 over the survivors: c dropped out of the run.
+    total = simulate_round(pods, server, encoded, round=5, participants=survivors)
+    assert np.array_equal(total, sum_vectors([encoded[n] for n in survivors]))
+    with pytest.raises(PolicyRefusal) as excinfo:
+        pods["a"].mask(encoded["a"], round=6, attempt=0, participants=names)
+    _refusal(excinfo, "participants-grew", ["c"])
 
 
 def test_too_few_survivors_names_the_missing_pods() -> None:
@@ -160,10 +163,12 @@ def test_masks_differ_between_rounds_attempts_and_participant_sets() -> None:
     uploads = [
         pod.mask(zeros, round=1, attempt=0, participants=names),
         pod.mask(zeros, round=1, attempt=1, participants=["a", "b", "c"]),
-        pod.mask(zeros, round=2, attempt=0, participants=names),
-        pod.mask(zeros, round=3, attempt=0, participants=["a", "b", "c"]),
-        pod.mask(zeros, round=4, attempt=0, participants=["b", "c", "d"]),
+        pod.mask(zeros, round=2, attempt=0, participants=["a", "b", "c"]),
+        pod.mask(zeros, round=3, attempt=0, participants=["b", "c"]),
     ]
+    # Across runs too: the same pods, keys agreed again, same exchange numbers.
+    again, _ = make_federation(names)
+    uploads.append(again["b"].mask(zeros, round=1, attempt=0, participants=names))
     for i in range(len(uploads)):
         assert np.count_nonzero(uploads[i] == 0) <= 1
         for j in range(i):
@@ -175,13 +180,25 @@ def test_a_new_run_uses_new_keys_and_resets_rounds() -> None:
     pods, server = make_federation(names)
     zeros = np.zeros(100, dtype=np.uint64)
     first = pods["a"].mask(zeros, round=0, attempt=0, participants=names)
-    bundles = [pod.start_run("run-8") for pod in pods.values()]
-    for pod in pods.values():
-        pod.accept_roster("run-8", bundles)
+    # A new run is a new protocol object per pod (the pod's adapter makes one per run).
+    pods, server = make_federation(names)
     second = pods["a"].mask(zeros, round=0, attempt=0, participants=names)
     assert np.count_nonzero(first == second) <= 1
     other = pods["b"].mask(zeros, round=0, attempt=0, participants=names)
     assert np.array_equal(sum_vectors([second, other]), zeros)
+
+
+def test_the_session_id_mixes_a_fresh_nonce_from_every_pod() -> None:
+    names = ["a", "b", "c"]
+    one, _ = make_federation(names)
+    two, _ = make_federation(names)
+    assert one["a"].session == one["b"].session == one["c"].session
+    assert one["a"].session != two["a"].session  # same setup id (RUN), other nonces
+    # The masks are bound to it: pods of the same names and run id never share masks.
+    zeros = np.zeros(50, dtype=np.uint64)
+    a1 = one["a"].mask(zeros, round=0, attempt=0, participants=names)
+    a2 = two["a"].mask(zeros, round=0, attempt=0, participants=names)
+    assert np.count_nonzero(a1 == a2) <= 1
 
 
 def test_pinned_keys_given_as_base64_are_accepted() -> None:
@@ -251,7 +268,7 @@ def test_refuses_bad_signatures() -> None:
         pods["a"].accept_roster(RUN, [roster[0], forged, roster[2]])
     _refusal(excinfo, "bad-signature", ["b"])
     # A bundle signed for another run is refused the same way.
-    stale = pods["c"].start_run("run-6")
+    stale = make_federation(["c"], setup=False)[0]["c"].start_run("run-6")
     with pytest.raises(PolicyRefusal) as excinfo:
         pods["a"].accept_roster(RUN, [roster[0], roster[1], stale])
     _refusal(excinfo, "bad-signature", ["c"])
@@ -267,7 +284,9 @@ def test_refuses_an_identity_key_other_than_the_pinned_one() -> None:
     real_b = IdentityKey.generate()
     pods, roster = _setup(["a", "b"], pinned={"a": {"b": real_b.public_b64()}})
     server_key = IdentityKey.generate()
-    fake_b = KeyBundle.create(server_key, "b", RUN, exchange_public_bytes(new_exchange_key()))
+    fake_b = KeyBundle.create(
+        server_key, "b", RUN, exchange_public_bytes(new_exchange_key()), bytes(16)
+    )
     with pytest.raises(PolicyRefusal) as excinfo:
         pods["a"].accept_roster(RUN, [roster[0], fake_b])
     _refusal(excinfo, "pinned-key-mismatch", ["b"])
@@ -279,7 +298,9 @@ def test_refuses_duplicate_pods_and_copied_exchange_keys() -> None:
         pods["a"].accept_roster(RUN, [*roster, roster[1]])
     _refusal(excinfo, "duplicate-pod", ["b"])
     # Pod "c" (or the server) republishes a's exchange key under c's valid signature.
-    reflected = KeyBundle.create(pods["c"].identity, "c", RUN, roster[0].exchange_public)
+    reflected = KeyBundle.create(
+        pods["c"].identity, "c", RUN, roster[0].exchange_public, roster[2].nonce
+    )
     with pytest.raises(PolicyRefusal, match="same exchange key") as excinfo:
         pods["a"].accept_roster(RUN, [roster[0], roster[1], reflected])
     _refusal(excinfo, "duplicate-pod", ["a", "c"])
@@ -291,7 +312,7 @@ def test_refuses_a_roster_without_its_own_bundle_or_with_it_altered() -> None:
         pods["a"].accept_roster(RUN, roster[1:])
     _refusal(excinfo, "own-key-missing", ["a"])
     swapped = KeyBundle.create(
-        pods["a"].identity, "a", RUN, exchange_public_bytes(new_exchange_key())
+        pods["a"].identity, "a", RUN, exchange_public_bytes(new_exchange_key()), roster[0].nonce
     )
     with pytest.raises(PolicyRefusal) as excinfo:
         pods["a"].accept_roster(RUN, [swapped, *roster[1:]])
@@ -343,9 +364,112 @@ def test_refuses_a_redo_that_adds_participants() -> None:
     pods, _ = make_federation(["a", "b", "c", "d"])
     zeros = np.zeros(10, dtype=np.uint64)
     pods["a"].mask(zeros, round=0, attempt=0, participants=["a", "b", "c"])
-    with pytest.raises(PolicyRefusal, match="may only drop pods") as excinfo:
+    with pytest.raises(PolicyRefusal, match="only ever shrink") as excinfo:
         pods["a"].mask(zeros, round=0, attempt=1, participants=["a", "b", "d"])
-    _refusal(excinfo, "participants-changed", ["d"])
+    _refusal(excinfo, "participants-grew", ["d"])
+
+
+# -- an active server (issue 10): each attack performed, each refused ----------------------
+
+
+def test_attack_a_second_key_setup_cannot_reset_the_record_of_exchanges() -> None:
+    """The server re-runs setup to re-use attempt 1 of one exchange over other pod sets."""
+    names = ["a", "b", "c"]
+    pods, server = make_federation(names)
+    zeros = np.zeros(10, dtype=np.uint64)
+    pods["a"].mask(zeros, round=1, attempt=0, participants=names)
+    pods["a"].mask(zeros, round=1, attempt=1, participants=["a", "b"])
+    for run in (RUN, "run-8"):  # the same setup id, or one of the server's choosing
+        with pytest.raises(PolicyRefusal, match="once per run") as excinfo:
+            pods["a"].start_run(run)
+        _refusal(excinfo, "setup-repeated", ["a"])
+    roster = [b.to_dict() for b in server.roster()]  # the same roster, sent again
+    with pytest.raises(PolicyRefusal, match="already accepted") as excinfo:
+        pods["a"].accept_roster(RUN, roster)
+    _refusal(excinfo, "roster-repeated", ["a"])
+    # Nothing was reset: {a,c} and {b,c} over the same exchange stay refused.
+    for other in (["a", "c"], ["a", "b"]):
+        with pytest.raises(PolicyRefusal):
+            pods["a"].mask(zeros, round=1, attempt=1, participants=other)
+
+
+def test_attack_an_invented_peer_is_refused_by_a_pod_that_requires_pins() -> None:
+    """Without pins a bundle proves only possession of its key: the server can pose as b."""
+    identities = {n: IdentityKey.generate() for n in "abc"}
+    server_key = IdentityKey.generate()
+
+    def pod(name: str, pinned: dict[str, str], approved: list[str] | None) -> PodProtocol:
+        return PodProtocol(
+            name,
+            identities[name],
+            approved_pods=approved,
+            pinned_keys=pinned,
+            min_pods=2,
+            require_pins=True,
+        )
+
+    def invented(name: str) -> KeyBundle:
+        return KeyBundle.create(
+            server_key, name, RUN, exchange_public_bytes(new_exchange_key()), bytes(16)
+        )
+
+    # No pins at all; pins without approved_pods (the server invents a new name); pins
+    # for only some of the approved pods.
+    cases = [
+        (pod("a", {}, ["b"]), "b", ["b"]),
+        (pod("a", {"b": identities["b"].public_b64()}, None), "x", ["x"]),
+        (pod("a", {"c": identities["c"].public_b64()}, ["b", "c"]), "b", ["b"]),
+    ]
+    for victim, name, unpinned in cases:
+        mine = victim.start_run(RUN)
+        with pytest.raises(PolicyRefusal, match="pinned_keys") as excinfo:
+            victim.accept_roster(RUN, [mine, invented(name)])
+        _refusal(excinfo, "unpinned-pod", unpinned)
+        with pytest.raises(SecureAggregationError, match="no accepted roster"):
+            victim.mask(np.zeros(3, np.uint64), round=0, attempt=0, participants=["a", name])
+    # With every approved peer pinned, the invented b is a pinned-key mismatch.
+    victim = pod("a", {"b": identities["b"].public_b64()}, ["b"])
+    with pytest.raises(PolicyRefusal) as excinfo:
+        victim.accept_roster(RUN, [victim.start_run(RUN), invented("b")])
+    _refusal(excinfo, "pinned-key-mismatch", ["b"])
+
+
+def test_attack_a_roster_of_one_is_refused_whatever_min_pods_says() -> None:
+    """A pod alone would upload its encoding unmasked: there is nobody to mask with."""
+    alone = PodProtocol(
+        "a", IdentityKey.generate(), approved_pods=None, pinned_keys=None, min_pods=1
+    )
+    assert alone.min_pods == 2
+    with pytest.raises(PolicyRefusal, match="fewer than") as excinfo:
+        alone.accept_roster(RUN, [alone.start_run(RUN)])
+    _refusal(excinfo, "too-few-pods", ["a"])
+    with pytest.raises(SecureAggregationError, match="no accepted roster"):
+        alone.mask(np.arange(5, dtype=np.uint64), round=0, attempt=0, participants=["a"])
+    pods, _ = make_federation(["a", "b"], min_pods=1)
+    with pytest.raises(PolicyRefusal) as excinfo:
+        pods["a"].mask(np.arange(5, dtype=np.uint64), round=0, attempt=0, participants=["a"])
+    _refusal(excinfo, "too-few-pods", ["b"])
+    assert ServerProtocol(RUN, min_pods=1).min_pods == 2
+
+
+def test_attack_sums_over_different_pod_sets_are_refused() -> None:
+    """Exchange 100 over {a,b,c}, then 101 over {a,b}: c's update is the difference.
+
+    The shrink itself is a claimed dropout, which the pods cannot tell from a real one (the
+    README's threat model says so); what they refuse is every set that is not a subset of
+    the last one, so a server cannot take the sums of client sampling.
+    """
+    names = ["a", "b", "c"]
+    pods, server = make_federation(names)
+    zeros = np.zeros(10, dtype=np.uint64)
+    simulate_round(pods, server, {n: zeros for n in names}, round=100)
+    simulate_round(pods, server, {n: zeros for n in "ab"}, round=101, participants=["a", "b"])
+    for victim, other in (("a", ["a", "c"]), ("b", ["b", "c"]), ("a", names)):
+        with pytest.raises(PolicyRefusal, match="dropped out earlier") as excinfo:
+            pods[victim].mask(zeros, round=102, attempt=0, participants=other)
+        _refusal(excinfo, "participants-grew", ["c"])
+    # c was told nothing of the shrink; a and b will never again sum with it.
+    assert pods["a"].active_pods == ["a", "b"] and pods["c"].active_pods == names
 
 
 def test_bad_mask_requests_are_errors() -> None:
@@ -353,8 +477,9 @@ def test_bad_mask_requests_are_errors() -> None:
     zeros = np.zeros(10, dtype=np.uint64)
     with pytest.raises(SecureAggregationError, match=r"'a' .* not among its participants"):
         pods["a"].mask(zeros, round=0, attempt=0, participants=["b", "c"])
-    with pytest.raises(SecureAggregationError, match=r"\['x'\] are not in the accepted roster"):
+    with pytest.raises(PolicyRefusal, match="not in the accepted roster") as excinfo:
         pods["a"].mask(zeros, round=0, attempt=0, participants=["a", "b", "x"])
+    _refusal(excinfo, "unknown-pod", ["x"])
     with pytest.raises(PolicyRefusal) as excinfo:
         pods["a"].mask(zeros, round=0, attempt=0, participants=["a", "b", "b"])
     _refusal(excinfo, "duplicate-pod", ["b"])
@@ -428,16 +553,30 @@ def test_exported_state_resumes_the_run_with_replay_protection() -> None:
     with pytest.raises(PolicyRefusal) as excinfo:
         resumed.mask(zeros, round=0, attempt=0, participants=names)
     _refusal(excinfo, "replayed-round", ["a"])
-    # The redo rule survives too: attempt 1 may drop pods but not add them, and only once.
-    resumed.mask(zeros, round=0, attempt=1, participants=["a", "b"])
-    with pytest.raises(PolicyRefusal) as excinfo:
-        resumed.mask(zeros, round=0, attempt=1, participants=["a", "b"])
-    _refusal(excinfo, "replayed-round", ["a"])
     assert server.sum_masked(first, names).tolist() == [0] * 20
     uploads = {"a": resumed.mask(zeros, round=1, attempt=0, participants=names)}
     uploads.update({n: pods[n].mask(zeros, round=1, attempt=0, participants=names) for n in "bc"})
     assert server.sum_masked(uploads, names).tolist() == [0] * 20
-    assert resumed.roster_pods == names
+    # The redo rule survives too: attempt 1 may drop pods but not add them, and only once;
+    # and the pods that dropped stay out.
+    state = resumed.export_state()
+    resumed = PodProtocol("a", pods["a"].identity, approved_pods=None, pinned_keys=None, min_pods=2)
+    resumed.restore_state(state)
+    resumed.mask(zeros, round=1, attempt=1, participants=["a", "b"])
+    resumed_again = PodProtocol(
+        "a", pods["a"].identity, approved_pods=None, pinned_keys=None, min_pods=2
+    )
+    resumed_again.restore_state(resumed.export_state())
+    with pytest.raises(PolicyRefusal) as excinfo:
+        resumed_again.mask(zeros, round=1, attempt=1, participants=["a", "b"])
+    _refusal(excinfo, "replayed-round", ["a"])
+    with pytest.raises(PolicyRefusal) as excinfo:
+        resumed_again.mask(zeros, round=2, attempt=0, participants=names)
+    _refusal(excinfo, "participants-grew", ["c"])
+    with pytest.raises(PolicyRefusal) as excinfo:
+        resumed_again.start_run("run-9")
+    _refusal(excinfo, "setup-repeated", ["a"])
+    assert resumed_again.roster_pods == names and resumed_again.session == pods["b"].session
 
 
 def test_state_before_the_roster_and_corrupt_state() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedplug._errors import SecureAggregationError
 
-_BUNDLE_DOMAIN = b"fedplug/secagg/key-bundle/v1"
+_BUNDLE_DOMAIN = b"fedplug/secagg/key-bundle/v2"
+_SESSION_DOMAIN = b"fedplug/secagg/session/v1"
+NONCE_BYTES = 16
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 
 
@@ -28,9 +32,16 @@ def _length_prefixed(*parts: bytes) -> bytes:
     return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
 
 
-def bundle_payload(run_id: str, pod: str, exchange_public: bytes) -> bytes:
+def bundle_payload(run_id: str, pod: str, exchange_public: bytes, nonce: bytes) -> bytes:
     """The exact bytes a pod signs for its bundle (domain-separated, length-prefixed)."""
-    return _length_prefixed(_BUNDLE_DOMAIN, run_id.encode(), pod.encode(), bytes(exchange_public))
+    return _length_prefixed(
+        _BUNDLE_DOMAIN, run_id.encode(), pod.encode(), bytes(exchange_public), bytes(nonce)
+    )
+
+
+def new_nonce() -> bytes:
+    """A pod's fresh contribution to a run's session id."""
+    return secrets.token_bytes(NONCE_BYTES)
 
 
 def b64decode_key(value: bytes | str, *, what: str) -> bytes:
@@ -129,25 +140,32 @@ def exchange_public_bytes(private_key: X25519PrivateKey) -> bytes:
     return private_key.public_key().public_bytes(*_RAW)
 
 
-_BUNDLE_FIELDS = ("pod", "identity_public", "exchange_public", "signature")
-_BUNDLE_LENGTHS = {"identity_public": 32, "exchange_public": 32, "signature": 64}
+_BUNDLE_FIELDS = ("pod", "identity_public", "exchange_public", "nonce", "signature")
+_BUNDLE_LENGTHS = {
+    "identity_public": 32,
+    "exchange_public": 32,
+    "nonce": NONCE_BYTES,
+    "signature": 64,
+}
 
 
 @dataclass(frozen=True)
 class KeyBundle:
-    """What a pod publishes at run setup: its exchange key, signed by its identity key."""
+    """What a pod publishes at run setup: its exchange key and a fresh nonce, signed by its
+    identity key for the server's setup id."""
 
     pod: str
     identity_public: bytes
     exchange_public: bytes
+    nonce: bytes
     signature: bytes
 
     @classmethod
     def create(
-        cls, identity: IdentityKey, pod: str, run_id: str, exchange_public: bytes
+        cls, identity: IdentityKey, pod: str, run_id: str, exchange_public: bytes, nonce: bytes
     ) -> KeyBundle:
-        signature = identity.sign(bundle_payload(run_id, pod, exchange_public))
-        return cls(pod, identity.public_bytes(), bytes(exchange_public), signature)
+        signature = identity.sign(bundle_payload(run_id, pod, exchange_public, nonce))
+        return cls(pod, identity.public_bytes(), bytes(exchange_public), bytes(nonce), signature)
 
     def to_dict(self) -> dict[str, str]:
         out = {"pod": self.pod}
@@ -188,14 +206,19 @@ class KeyBundle:
                     f"{who}: field {name!r} decodes to {len(raw[name])} bytes, expected "
                     f"{length}; the bundle was truncated or altered in transit"
                 )
-        return cls(pod, raw["identity_public"], raw["exchange_public"], raw["signature"])
+        return cls(
+            pod, raw["identity_public"], raw["exchange_public"], raw["nonce"], raw["signature"]
+        )
 
 
 def bundle_is_valid(bundle: KeyBundle, run_id: str) -> bool:
     """Whether ``bundle``'s signature is valid for ``run_id`` under its own identity key."""
     try:
         public = Ed25519PublicKey.from_public_bytes(bundle.identity_public)
-        public.verify(bundle.signature, bundle_payload(run_id, bundle.pod, bundle.exchange_public))
+        public.verify(
+            bundle.signature,
+            bundle_payload(run_id, bundle.pod, bundle.exchange_public, bundle.nonce),
+        )
     except (InvalidSignature, ValueError, TypeError):
         return False
     return True
@@ -208,3 +231,15 @@ def verify_bundle(bundle: KeyBundle, run_id: str) -> None:
             f"key bundle of pod {bundle.pod!r} has an invalid signature for run {run_id!r}; "
             "it was altered in transit or signed for another run: restart the pod's run setup"
         )
+
+
+def session_id(run_id: str, bundles: list[KeyBundle]) -> str:
+    """The id a run's masks are bound to: the server's setup id and every pod's bundle.
+
+    Each pod's fresh nonce and exchange key enter it, so no server can make two runs share
+    a session id, or replay an old roster under an id of its choosing.
+    """
+    parts = [_SESSION_DOMAIN, run_id.encode()]
+    for b in sorted(bundles, key=lambda b: b.pod):
+        parts += [b.pod.encode(), b.identity_public, b.exchange_public, b.nonce]
+    return hashlib.sha256(_length_prefixed(*parts)).hexdigest()

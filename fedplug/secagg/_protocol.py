@@ -1,11 +1,18 @@
 """The secure-aggregation protocol as pure state machines (no transport, no Flower).
 
-Per run: every pod publishes a signed :class:`KeyBundle` (``PodProtocol.start_run``), the server
-collects them into a roster and sends it back, and every pod checks the roster against its own
-policy and derives a pair secret with every other pod (``accept_roster``). Per round: each pod
-masks its encoded update over the round's participants (``mask``) and the server adds the
-uploads (``ServerProtocol.sum_masked``); pairwise masks cancel, only the sum remains. If pods
-drop, the round is redone once (attempt 1) over the survivors with fresh masks.
+Per run, once: every pod publishes a signed :class:`KeyBundle` with a fresh exchange key and
+nonce (``PodProtocol.start_run``), the server collects them into a roster and sends it back,
+and every pod checks the roster against its own policy and derives a pair secret with every
+other pod (``accept_roster``); masks are bound to a session id that mixes every pod's nonce.
+Per exchange: each pod masks its encoded update over the exchange's participants (``mask``)
+and the server adds the uploads (``ServerProtocol.sum_masked``); pairwise masks cancel, only
+the sum remains. If pods drop, the round is redone once (attempt 1) over the survivors with
+fresh masks.
+
+What an active server cannot make a pod do (each a refusal here, whatever it sends): set up
+keys twice in a run, accept a peer it cannot authenticate (with ``require_pins``), mask over
+fewer than two pods, re-run an exchange, or take part in a sum over a pod set that grows back
+after shrinking (participants only ever shrink: the roster minus the pods that dropped out).
 """
 
 from __future__ import annotations
@@ -26,11 +33,17 @@ from fedplug.secagg._keys import (
     bundle_is_valid,
     exchange_public_bytes,
     new_exchange_key,
+    new_nonce,
+    session_id,
 )
 from fedplug.secagg._masks import apply_masks, pair_secret, participants_digest
 
 MAX_ATTEMPT = 1
 """Attempts are 0 (the round) and 1 (its single redo over the survivors)."""
+
+SECURE_MIN_PODS = 2
+"""No secure sum is ever taken over fewer pods, whatever a pod's or the server's config says:
+a "sum" over one pod is its update."""
 
 
 def _as_bundle(item: KeyBundle | Mapping[str, object]) -> KeyBundle:
@@ -61,6 +74,7 @@ class PodProtocol:
         pinned_keys: Mapping[str, bytes | str] | None,
         min_pods: int,
         q: int = Q,
+        require_pins: bool = False,
     ) -> None:
         if not isinstance(pod, str) or not pod:
             raise SecureAggregationError(f"pod name {pod!r} must be a non-empty string")
@@ -71,16 +85,22 @@ class PodProtocol:
             name: b64decode_key(key, what=f"pod {pod!r}: pinned key of pod {name!r}")
             for name, key in (pinned_keys or {}).items()
         }
-        self.min_pods = _min_pods(min_pods)
+        self.min_pods = max(SECURE_MIN_PODS, _min_pods(min_pods))
         self.q = check_prime(q)
+        # A key bundle proves only possession of the key it carries: without a pin, anyone
+        # (the server included) can present a bundle under any pod's name.
+        self.require_pins = bool(require_pins)
         self._run_id: str | None = None
+        self._session: str | None = None
+        self._nonce: bytes | None = None
         self._bundle: KeyBundle | None = None
         self._exchange: X25519PrivateKey | None = None
         self._secrets: dict[str, bytes] | None = None
         self._peer_keys: dict[str, bytes] = {}
+        self._active: frozenset[str] = frozenset()
+        self._admitted: tuple[int, int, frozenset[str]] | None = None
         self._round = -1
         self._attempt = -1
-        self._attempt0_participants: frozenset[str] | None = None
 
     # -- run setup ---------------------------------------------------------------------------
 
@@ -88,19 +108,37 @@ class PodProtocol:
         """Make a fresh exchange key for ``run_id`` and return the signed bundle to publish."""
         if not isinstance(run_id, str) or not run_id:
             raise SecureAggregationError(f"run_id={run_id!r} must be a non-empty string")
+        if self._run_id is not None:
+            # Restarting would reset the record of exchanges and attempts of this run.
+            raise self._refuse(
+                "setup-repeated",
+                [self.pod],
+                f"key setup already happened (run {self._run_id!r}); a second setup "
+                f"(run {run_id!r}) would reset which exchanges were used; pod:",
+                "key setup happens once per run: start a new run",
+            )
         self._exchange = new_exchange_key()
+        self._nonce = new_nonce()
         self._run_id = run_id
         self._bundle = KeyBundle.create(
-            self.identity, self.pod, run_id, exchange_public_bytes(self._exchange)
+            self.identity, self.pod, run_id, exchange_public_bytes(self._exchange), self._nonce
         )
-        self._secrets, self._peer_keys = None, {}
-        self._round, self._attempt, self._attempt0_participants = -1, -1, None
         return self._bundle
 
     @property
     def run_id(self) -> str | None:
         """The run this pod started (None before start_run)."""
         return self._run_id
+
+    @property
+    def session(self) -> str | None:
+        """The session id the masks are bound to (None before accept_roster)."""
+        return self._session
+
+    @property
+    def active_pods(self) -> list[str]:
+        """Pods this pod may still be aggregated with: the roster minus those that dropped."""
+        return sorted(self._active)
 
     @property
     def roster_pods(self) -> list[str]:
@@ -113,7 +151,7 @@ class PodProtocol:
         For a ClientApp rebuilt per message: keep it in ``context.state``. It holds the
         exchange PRIVATE key, so it must stay on the pod and never be sent.
         """
-        if self._exchange is None or self._run_id is None:
+        if self._exchange is None or self._run_id is None or self._nonce is None:
             raise SecureAggregationError(
                 f"pod {self.pod!r} has no run to export; call start_run() first"
             )
@@ -121,12 +159,14 @@ class PodProtocol:
         return {
             "run_id": self._run_id,
             "exchange_private": self._exchange.private_bytes_raw(),
+            "nonce": self._nonce,
             "roster_accepted": self._secrets is not None,
+            "session": self._session or "",
             "peer_pods": peers,
             "peer_keys": [self._peer_keys[p] for p in peers],
+            "active": sorted(self._active),
             "round": self._round,
             "attempt": self._attempt,
-            "attempt0_participants": sorted(self._attempt0_participants or ()),
         }
 
     def restore_state(self, state: Mapping[str, object]) -> None:
@@ -134,11 +174,13 @@ class PodProtocol:
         try:
             run_id = str(state["run_id"])
             exchange = X25519PrivateKey.from_private_bytes(bytes(state["exchange_private"]))
+            nonce = bytes(state["nonce"])
+            session = str(state["session"])
             peers = [str(p) for p in state["peer_pods"]]
             keys = [bytes(k) for k in state["peer_keys"]]
             accepted = bool(state["roster_accepted"])
+            active = [str(p) for p in state["active"]]
             round_, attempt = int(state["round"]), int(state["attempt"])
-            attempt0 = [str(p) for p in state["attempt0_participants"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise SecureAggregationError(
                 f"pod {self.pod!r}: saved secure-aggregation state is incomplete or corrupt "
@@ -149,17 +191,18 @@ class PodProtocol:
                 f"pod {self.pod!r}: saved state lists {len(peers)} peers but {len(keys)} keys; "
                 "restart the run setup"
             )
-        self._exchange, self._run_id = exchange, run_id
+        self._exchange, self._run_id, self._nonce = exchange, run_id, nonce
         # Ed25519 signatures are deterministic, so this is the bundle published at start_run.
         self._bundle = KeyBundle.create(
-            self.identity, self.pod, run_id, exchange_public_bytes(exchange)
+            self.identity, self.pod, run_id, exchange_public_bytes(exchange), nonce
         )
         self._peer_keys = dict(zip(peers, keys, strict=True))
         self._secrets = (
             {p: pair_secret(exchange, k) for p, k in self._peer_keys.items()} if accepted else None
         )
+        self._session = session or None
+        self._active = frozenset(active)
         self._round, self._attempt = round_, attempt
-        self._attempt0_participants = frozenset(attempt0) if attempt0 else None
 
     def _refuse(self, reason: str, pods: Iterable[str], problem: str, fix: str) -> PolicyRefusal:
         pods = _names(pods)
@@ -178,6 +221,14 @@ class PodProtocol:
             raise SecureAggregationError(
                 f"pod {self.pod!r} got a roster for run {run_id!r} but started run "
                 f"{self._run_id!r}; call start_run({run_id!r}) and publish its bundle first"
+            )
+        if self._secrets is not None:
+            raise self._refuse(
+                "roster-repeated",
+                [self.pod],
+                "the roster of this run was already accepted; a second one would change the "
+                "pair secrets mid-run; pod:",
+                "a roster is sent once per run: start a new run",
             )
         bundles = [_as_bundle(b) for b in roster]
         counts = Counter(b.pod for b in bundles)
@@ -228,6 +279,17 @@ class PodProtocol:
                 "if a pod's key really changed, update identity.pinned_keys in this pod's YAML "
                 "with its new public key; otherwise someone is impersonating it",
             )
+        if self.require_pins:
+            unpinned = [b.pod for b in others if b.pod not in self.pinned_keys]
+            if unpinned or self.approved_pods is None:
+                raise self._refuse(
+                    "unpinned-pod",
+                    unpinned,
+                    "this pod requires secure aggregation and accepts only peers it can "
+                    "authenticate, but it has no pinned identity key (or no approved_pods) for:",
+                    "pin each approved peer's public key under identity.pinned_keys in this "
+                    "pod's YAML (`fedplug pod keys` prints the lines to paste)",
+                )
         if self.approved_pods is not None:
             unapproved = [b.pod for b in others if b.pod not in self.approved_pods]
             if unapproved:
@@ -256,6 +318,8 @@ class PodProtocol:
                 ) from exc
         self._secrets = secrets
         self._peer_keys = {b.pod: b.exchange_public for b in others}
+        self._session = session_id(run_id, bundles)
+        self._active = frozenset(by_pod)
 
     # -- rounds ------------------------------------------------------------------------------
 
@@ -285,21 +349,25 @@ class PodProtocol:
             )
         return round, attempt
 
-    def mask(
-        self,
-        values: np.ndarray,
-        *,
-        round: int,
-        attempt: int,
-        participants: Sequence[str],
-        in_place: bool = False,
-    ) -> np.ndarray:
-        """Return ``values`` (field elements) plus this pod's pairwise masks for the round.
+    def admit(
+        self, *, round: int, attempt: int, participants: Sequence[str]
+    ) -> tuple[int, int, frozenset[str]]:
+        """Check an exchange against this pod's policy and record it as used.
 
-        For every other participant p, the mask shared with p is added if ``self.pod < p``
-        and subtracted otherwise, so all masks cancel in the sum over ``participants``.
-        With ``in_place`` a uint64 ``values`` is masked in its own memory (no copy).
+        Every check of :meth:`mask` happens here, so a caller can run them before it
+        computes or keeps anything for the exchange. Once admitted, the exchange (and
+        every earlier one) can never be masked again, and the pods of the run shrink to
+        ``participants``.
         """
+        round, attempt, members = self._check_exchange(round, attempt, participants)
+        # Recorded before anything is computed, so no failure can leave it reusable.
+        self._round, self._attempt, self._active = round, attempt, members
+        self._admitted = (round, attempt, members)
+        return round, attempt, members
+
+    def _check_exchange(
+        self, round: int, attempt: int, participants: Sequence[str]
+    ) -> tuple[int, int, frozenset[str]]:
         if self._secrets is None:
             raise SecureAggregationError(
                 f"pod {self.pod!r} has no accepted roster; call start_run() and accept_roster() "
@@ -323,40 +391,64 @@ class PodProtocol:
             )
         unknown = members - set(self.roster_pods)
         if unknown:
-            raise SecureAggregationError(
-                f"pod {self.pod!r}: round {round} participants {sorted(unknown)} are not in the "
-                f"accepted roster {self.roster_pods}; pods must join at run setup, restart the run"
+            raise self._refuse(
+                "unknown-pod",
+                unknown,
+                f"exchange {round} lists participants that are not in the accepted roster "
+                f"{self.roster_pods}:",
+                "pods join at key setup only: start a new run with them",
+            )
+        grown = members - self._active
+        if grown:
+            # A sum over a set and over that set minus one pod reveals the pod's vector.
+            raise self._refuse(
+                "participants-grew",
+                grown,
+                f"exchange {round} (attempt {attempt}) includes pods that dropped out earlier "
+                "in this run; sums over different pod sets would reveal their difference; pods:",
+                "the pods of a run only ever shrink (no client sampling under secure "
+                "aggregation): start a new run to include them again",
             )
         if len(members) < self.min_pods:
             raise self._refuse(
                 "too-few-pods",
-                set(self.roster_pods) - members,
-                f"round {round} (attempt {attempt}) has {len(members)} participant(s), fewer than "
-                f"min_pods={self.min_pods}; missing pods:",
-                "wait for the missing pods or lower policy.min_pods in this pod's YAML",
+                self._active - members,
+                f"exchange {round} (attempt {attempt}) has {len(members)} participant(s), fewer "
+                f"than this pod's minimum of {self.min_pods}; missing pods:",
+                "wait for the missing pods, or raise policy.min_pods only as far as the "
+                "federation can meet (secure aggregation never sums fewer than 2)",
             )
-        if attempt == 1 and round == self._round and self._attempt0_participants is not None:
-            added = members - self._attempt0_participants
-            if added:
-                raise self._refuse(
-                    "participants-changed",
-                    added,
-                    f"the redo of round {round} adds participants that were not in attempt 0; "
-                    "two sums over different sets would reveal their difference; added pods:",
-                    "a redo may only drop pods, never add them",
-                )
+        return round, attempt, members
+
+    def mask(
+        self,
+        values: np.ndarray,
+        *,
+        round: int,
+        attempt: int,
+        participants: Sequence[str],
+        in_place: bool = False,
+    ) -> np.ndarray:
+        """Return ``values`` (field elements) plus this pod's pairwise masks for the round.
+
+        For every other participant p, the mask shared with p is added if ``self.pod < p``
+        and subtracted otherwise, so all masks cancel in the sum over ``participants``.
+        With ``in_place`` a uint64 ``values`` is masked in its own memory (no copy). Runs
+        :meth:`admit` first unless the exchange was already admitted.
+        """
+        if self._admitted != (round, attempt, frozenset(participants)):
+            self.admit(round=round, attempt=attempt, participants=participants)
+        self._admitted = None
+        assert self._secrets is not None and self._session is not None
+        members = frozenset(participants)
         out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update")
         if not (in_place and np.may_share_memory(out, values)):
             out = out.copy()
-        # Record the round before masking, so no failure can leave it reusable.
-        self._round, self._attempt = round, attempt
-        if attempt == 0:
-            self._attempt0_participants = members
         digest = participants_digest(members)
         apply_masks(
             out,
             [(self._secrets[p], self.pod < p) for p in sorted(members - {self.pod})],
-            run_id=self._run_id,
+            run_id=self._session,
             round=round,
             attempt=attempt,
             participants_digest=digest,
@@ -372,7 +464,7 @@ class ServerProtocol:
         if not isinstance(run_id, str) or not run_id:
             raise SecureAggregationError(f"run_id={run_id!r} must be a non-empty string")
         self.run_id = run_id
-        self.min_pods = _min_pods(min_pods)
+        self.min_pods = max(SECURE_MIN_PODS, _min_pods(min_pods))
         self.q = check_prime(q)
         self._bundles: dict[str, KeyBundle] = {}
 
