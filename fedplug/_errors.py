@@ -29,10 +29,19 @@ class DataSourceError(FedplugError):
 class DataValidationError(FedplugError):
     """A frame does not conform to its schema; lists every violation at once."""
 
-    def __init__(self, message: str, violations: Iterable[object] = (), pod: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        violations: Iterable[object] = (),
+        pod: str | None = None,
+        columns: Iterable[str] = (),
+    ):
         super().__init__(message)
         self.violations = list(violations)
         self.pod = pod
+        #: The schema's own columns that have violations: names a pod may publish, unlike
+        #: the message, which quotes offending values.
+        self.columns = sorted(set(columns))
 
 
 class PodConfigError(ConfigError):
@@ -58,6 +67,14 @@ class PolicyRefusal(FedplugError):
 
 class SecureAggregationError(FedplugError):
     """The secure aggregation protocol cannot proceed (too few pods, bad keys, ...)."""
+
+
+class EncodingError(SecureAggregationError):
+    """A pod's values do not fit the fixed-point encoding (weight, non-finite values).
+
+    Its message may quote figures computed from the pod's data: a pod logs it, it never
+    sends it.
+    """
 
 
 class TrainingError(FedplugError):

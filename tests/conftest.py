@@ -10,6 +10,16 @@ import pandas as pd
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_pod_state(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Pods keep their state under the test session's own directory, never in ~/.local."""
+    import os
+
+    root = tmp_path_factory.mktemp("pod-state")
+    root.chmod(0o700)
+    os.environ["FEDPLUG_STATE_DIR"] = str(root)
+
+
 @pytest.fixture
 def data_people() -> pd.DataFrame:
     """A small table with a continuous int, a continuous float, a string and a bool column."""
@@ -52,6 +62,7 @@ def fed_pods(tmp_path: Path, fed_adult: pd.DataFrame) -> Callable[..., list[Path
     import yaml
 
     from fedplug.data import Schema
+    from fedplug.testing import pin_each_other
 
     def make(
         n_pods: int = 3, rows: int = 400, policies: dict | None = None, prefix: str = "pod"
@@ -73,6 +84,12 @@ def fed_pods(tmp_path: Path, fed_adult: pd.DataFrame) -> Callable[..., list[Path
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config))
             paths.append(path)
+        if any(
+            (policies or {}).get(p.stem, {}).get("policy", {}).get("require_secure_aggregation")
+            for p in paths
+        ):
+            # A pod requiring secure aggregation must approve and pin its peers.
+            pin_each_other(paths)
         return paths
 
     return make

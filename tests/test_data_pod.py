@@ -45,6 +45,7 @@ def data_pod_dir(tmp_path, data_people) -> Path:
     data_people.to_csv(tmp_path / "people.csv", index=False)
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "clinic-a.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (tmp_path / "keys" / "clinic-a.pem").chmod(0o600)
     return tmp_path
 
 
@@ -208,6 +209,41 @@ def test_check_catches_inconsistent_settings(data_pod_dir):
         Pod("a", "people.csv").check()  # type: ignore[arg-type]
     with pytest.raises(PodConfigError, match="pod name must be letters"):
         Pod("", source).check()
+
+
+def test_a_pod_requiring_secure_aggregation_must_know_its_peers(data_pod_dir):
+    """Without a pinned key for every approved peer, a server can invent a peer (issue 10)."""
+    source = CSVSource(data_pod_dir / "people.csv")
+    secure = PodPolicy(require_secure_aggregation=True)
+    key = data_pod_dir / "keys" / "clinic-a.pem"
+    cases = [
+        ({}, ["approved_pods is not set", "identity.key_file is not set"]),
+        ({"approved_pods": ["b"], "identity_key": key}, ["no key for approved pod(s) 'b'"]),
+        (
+            {"approved_pods": ["b", "c"], "identity_key": key, "pinned_keys": {"b": KEY}},
+            ["no key for approved pod(s) 'c'"],
+        ),
+        ({"pinned_keys": {"b": KEY}, "identity_key": key}, ["approved_pods is not set"]),
+    ]
+    for settings, problems in cases:
+        with pytest.raises(PodConfigError, match="fedplug pod keys") as info:
+            Pod("a", source, policy=secure, **settings).check()
+        for problem in problems:
+            assert problem in str(info.value)
+    Pod("a", source, policy=secure, approved_pods=["b"], identity_key=key,
+        pinned_keys={"b": KEY}).check()  # fmt: skip
+
+
+def test_an_identity_key_file_others_can_read_is_refused(data_pod_dir):
+    source = CSVSource(data_pod_dir / "people.csv")
+    key = data_pod_dir / "keys" / "clinic-a.pem"
+    key.chmod(0o644)
+    with pytest.raises(PodConfigError, match=r"readable or writable by other users.*chmod 600"):
+        Pod("a", source, identity_key=key).check()
+
+
+def test_min_pods_defaults_to_two():
+    assert PodPolicy().min_pods == 2
 
 
 # -- loading ----------------------------------------------------------------------------------

@@ -229,13 +229,41 @@ def _silent_in_round(pod_node: int, server_round: int):  # noqa: ANN202
     return deliver
 
 
+def _silent_from_round(pod_node: int, server_round: int):  # noqa: ANN202
+    """A delivery filter: ``pod_node`` answers nothing from ``server_round`` on."""
+
+    def deliver(node_id: int, message) -> bool:  # noqa: ANN001
+        config = message.content.get("config")
+        later = config is not None and int(config.get("server-round", -1)) >= server_round
+        return not (node_id == pod_node and later)
+
+    return deliver
+
+
 def test_dropout_result_equals_plaintext_mean_over_survivors(fed_pods, caplog) -> None:
     pods = fed_pods(3)
-    plain, _ = run_local(pods, FedAvg(), deliver=_silent_in_round(3, 1))
+    # A pod that dropped out of a secure run stays out (its peers accept only sets that
+    # shrink): the same as plain FedAvg with that pod gone from then on.
+    plain, _ = run_local(pods, FedAvg(), deliver=_silent_from_round(3, 1))
     with caplog.at_level("WARNING", logger="fedplug.server"):
-        secure, _ = run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1))
+        secure, grid = run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1))
     assert max_rel_diff(secure.weights, plain.weights) < 1e-6
     assert "pod-c" in caplog.text and "dropped out" in caplog.text
+    # It missed one message, and was never asked again in that run.
+    to_c = [m for m in grid.sent if m.metadata.dst_node_id == 3]
+    assert to_c[-1].metadata.message_type == rec.SECURE_TRAIN
+    assert not any(r.has_error() for r in grid.replies)
+
+
+def test_client_sampling_is_refused_under_secure_aggregation(fed_pods) -> None:
+    from fedplug import ConfigError
+
+    pods = fed_pods(3, rows=200)
+    grid = make_grid(pods)
+    plan = make_plan(pods, SecureAggregator(), strategy_params={"fraction_train": 0.67})
+    with pytest.raises(ConfigError, match=r"fraction_train=0.67.*fraction_train=1.0"):
+        run_plan(grid, plan)
+    assert not any(m.metadata.message_type == rec.SECAGG_SETUP for m in grid.sent)
 
 
 def test_too_few_survivors_is_a_clear_error(fed_pods) -> None:
@@ -317,3 +345,44 @@ def test_uploads_of_different_lengths_are_refused(fed_pods, monkeypatch) -> None
     monkeypatch.setattr(pod_app, "handle_secure", longer_for_pod_b)
     with pytest.raises(SecureAggregationError, match="uploaded vectors of different lengths"):
         run_local(fed_pods(2, rows=200), SecureAggregator(), rounds=1)
+
+
+# -- the pod's state on disk (issue 10, item 6) -------------------------------------------
+
+
+def _state_files(root) -> list[str]:  # noqa: ANN001
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
+    fed_pods, tmp_path, monkeypatch
+) -> None:
+    import dataclasses
+
+    from fedplug._flower._secure_pod import SecureParams
+
+    root = tmp_path / "state"
+    monkeypatch.setenv("FEDPLUG_STATE_DIR", str(root))
+    pods = fed_pods(3, rows=200)
+    _, grid = run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1), rounds=2)
+    files = _state_files(root)
+    # One file per pod at most: its last exchange (kept for a redo that can still come);
+    # pod-c's is from before it dropped out (the pod cannot know; a sweep removes it).
+    assert [f.split("/")[0] for f in files] == ["pod-a", "pod-b", "pod-c"], files
+    assert all((root / f).stat().st_mode & 0o777 == 0o600 for f in files)
+    # The server asks pod-a for one more exchange over the set that grew back: refused
+    # before anything is computed or written.
+    last = next(m for m in reversed(grid.sent) if m.metadata.dst_node_id == 1)
+    params = SecureParams.from_record(last.content[rec.SECURE_KEY])
+    grown = dataclasses.replace(
+        params, seq=params.seq + 1, participants=["pod-a", "pod-b", "pod-c"]
+    )
+    content = last.content
+    content[rec.SECURE_KEY] = grown.to_record()
+    from flwr.app import Message
+
+    (reply,) = grid.send_and_receive(
+        [Message(content, dst_node_id=1, message_type=last.metadata.message_type)]
+    )
+    assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "participants-grew"
+    assert _state_files(root) == files

@@ -11,10 +11,11 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedplug._errors import FedplugError, PolicyRefusal
+from fedplug._errors import PodConfigError
 from fedplug.learning import TrainingTask
 
 from . import _records as rec
+from ._pod_errors import failure, reply_for
 from ._pod_runtime import PodRuntime, load_runtime, pod_file_for
 from ._secure_pod import handle_secure, handle_setup
 
@@ -27,31 +28,29 @@ Locate = Callable[[Context], Path]
 
 
 def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Message]:
-    """Turn every failure into a Flower error reply naming the pod: a pod never crashes."""
+    """Turn every failure into a Flower error reply naming the pod: a pod never crashes.
+
+    The reply carries a reason from a fixed set, never the exception's text, which stays in
+    the pod's log (see ``_pod_errors``).
+    """
 
     def wrapped(message: Message, context: Context) -> Message:
         name = "?"
         try:
-            runtime = load_runtime(locate(context))
+            path = locate(context)
+        except PodConfigError as exc:
+            logger.warning("%s", exc)
+            return failure(message, name, "no-pod")
+        try:
+            name = path.stem
+            runtime = load_runtime(path)
             name = runtime.name
             reply = handler(message, context, runtime)
             if not reply.has_error():
                 rec.check_reply_content(reply.content)
             return reply
-        except PolicyRefusal as exc:
-            payload = json.dumps({"reason": exc.reason, "pods": exc.pods, "message": str(exc)})
-            return rec.error_reply(message, rec.POLICY_REFUSAL, payload)
-        except FedplugError as exc:
-            return rec.error_reply(message, rec.POD_FAILURE, f"pod {name!r}: {exc}")
-        except (KeyError, ValueError, TypeError) as exc:
-            return rec.error_reply(
-                message, rec.BAD_REQUEST, f"pod {name!r} could not read the message: {exc}"
-            )
         except Exception as exc:  # noqa: BLE001 - a pod answers, it does not crash
-            logger.exception("pod %s failed", name)
-            return rec.error_reply(
-                message, rec.POD_FAILURE, f"pod {name!r} failed: {type(exc).__name__}: {exc}"
-            )
+            return reply_for(message, name, exc)
 
     return wrapped
 
@@ -137,12 +136,12 @@ class PodClientApp(ClientApp):
 
     def __call__(self, message: Message, context: Context) -> Message:
         if message.metadata.message_type not in rec.KNOWN_MESSAGE_TYPES:
-            return rec.error_reply(
-                message,
-                rec.BAD_REQUEST,
-                f"pod does not handle message type {message.metadata.message_type!r}; "
-                f"it handles {list(rec.KNOWN_MESSAGE_TYPES)}",
+            logger.warning(
+                "a pod got a message of type %r; it handles %s",
+                message.metadata.message_type,
+                list(rec.KNOWN_MESSAGE_TYPES),
             )
+            return failure(message, "?", "unknown-message", rec.BAD_REQUEST)
         return super().__call__(message, context)
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from fedplug._errors import SecureAggregationError
+from fedplug._errors import PolicyRefusal, SecureAggregationError
 from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol
 from fedplug.secagg._field import pack, padded_size
 
 from . import _records as rec
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
-from ._update_cache import recall, remember
+from ._update_cache import forget_pod, recall, remember
 
 STATE_KEY = "fedplug-secagg"
 
@@ -87,26 +87,39 @@ def identity_for(runtime: PodRuntime, context: Context) -> IdentityKey:
 
 
 def _new_protocol(runtime: PodRuntime, context: Context, q: int) -> PodProtocol:
+    policy = runtime.pod.policy
     return PodProtocol(
         runtime.name,
         identity_for(runtime, context),
         approved_pods=runtime.pod.approved_pods,
         pinned_keys=runtime.pod.pinned_keys,
-        min_pods=int(runtime.pod.policy.min_pods),
+        min_pods=int(policy.min_pods),
         q=q,
+        require_pins=bool(policy.require_secure_aggregation),
     )
 
 
 def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Message:
-    """Publish a signed, fresh exchange key for this run."""
+    """Publish a signed, fresh exchange key for this run: once per Flower run."""
     runtime.require_task_kind("train")
     config = message.content["config"]
     # Refuse before publishing a key for a task with pods this pod has not approved.
     runtime.require_peers_allowed(
         json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
     )
+    if STATE_KEY in context.state:
+        # Context state belongs to this Flower run (and stays on the SuperNode), so the
+        # server can neither reset it nor start the pod's record of exchanges afresh.
+        raise PolicyRefusal(
+            f"pod {runtime.name!r} refuses a second key setup in Flower run {context.run_id}",
+            reason="setup-repeated",
+            pods=[runtime.name],
+        )
     run_id = str(config["run"])
     q = int(str(config.get("q", str(2**61 - 1))))
+    # A new run: whatever an earlier run of this pod left on disk goes (it can never be
+    # used again: its session's keys are gone).
+    forget_pod(runtime.name)
     protocol = _new_protocol(runtime, context, q)
     bundle = protocol.start_run(run_id)
     save_protocol(context, STATE_KEY, protocol, runtime)
@@ -124,7 +137,10 @@ def _protocol(runtime: PodRuntime, context: Context, params: SecureParams) -> Po
             "run key setup (query.secaggsetup) before secure rounds."
         )
     if not protocol.roster_pods:
-        protocol.accept_roster(params.run, params.roster)  # the pod's policy checks
+        try:
+            protocol.accept_roster(params.run, params.roster)  # the pod's policy checks
+        finally:
+            save_protocol(context, STATE_KEY, protocol, runtime)
     elif sorted(b["pod"] for b in params.roster) != protocol.roster_pods:
         raise SecureAggregationError(
             f"pod {runtime.name!r}: the roster changed during run {params.run!r}; restart the run."
@@ -197,13 +213,19 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     runtime.require_task_kind(kind)
     params = SecureParams.from_record(message.content[rec.SECURE_KEY])
     protocol = _protocol(runtime, context, params)
+    # Every policy check first, and the exchange recorded as used (in the node's state)
+    # before anything is computed or kept: no failure after this can make it reusable.
+    protocol.admit(round=params.seq, attempt=params.attempt, participants=params.participants)
+    save_protocol(context, STATE_KEY, protocol, runtime)
+    session = str(protocol.session)
     if params.attempt == 0:
         buffer, length, keys = _encode(runtime, message, params, kind)
         # Kept for a possible redo, which re-masks it rather than retraining; written out
-        # before the buffer is masked in place.
-        remember(runtime.name, params.run, params.seq, buffer[:length], keys)
+        # before the buffer is masked in place. Keyed by the session (every pod's nonce),
+        # never by an id the server chose.
+        remember(runtime.name, session, params.seq, buffer[:length], keys)
     else:
-        kept = recall(runtime.name, params.run, params.seq)
+        kept = recall(runtime.name, session, params.seq)
         if kept is None:
             raise SecureAggregationError(
                 f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."

@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedplug._errors import SecureAggregationError
+from fedplug._errors import ConfigError, SecureAggregationError
 from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
 
@@ -37,16 +37,45 @@ logger = logging.getLogger("fedplug.server")
 
 @dataclass
 class SecureKeys:
-    """The outcome of key setup: the run id, the signed roster, the exchange counter."""
+    """The outcome of key setup: the run id, the signed roster, the exchange counter, and
+    the pods still taking part (the roster minus those that dropped out; it only shrinks,
+    as the pods themselves insist)."""
 
     run: str
     roster: list[dict]
     server: ServerProtocol
     seq: int = 0
+    active: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.active:
+            self.active = {str(b["pod"]) for b in self.roster}
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
+
+
+def refuse_client_sampling(strategy: Strategy) -> None:
+    """Secure sums are over every pod still in the run; a sampling strategy cannot run.
+
+    Sums over different pod sets reveal the pods in their difference, so pods refuse any
+    exchange over a set that is not a subset of the previous one.
+    """
+    sampled = {
+        name: getattr(strategy, name)
+        for name in ("fraction_train", "fraction_evaluate")
+        if isinstance(getattr(strategy, name, 1.0), float) and getattr(strategy, name) < 1.0
+    }
+    if sampled:
+        settings = ", ".join(f"{k}={v}" for k, v in sampled.items())
+        raise ConfigError(
+            f"{type(strategy).__name__} samples pods ({settings}), which secure aggregation "
+            "cannot do: the pods refuse sums over changing pod sets, since two sums over "
+            "different sets reveal the pods in their difference. Set "
+            + " and ".join(f"{k}=1.0" for k in sampled)
+            + " (strategy.params in Hydra), or use aggregator=fedavg."
+        )
 
 
 def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -> SecureKeys:
@@ -119,6 +148,7 @@ class SecureAggregationStrategy(AggregationStrategy):
         on_round: RoundCallback | None = None,
     ) -> None:
         super().__init__(inner, session, on_round)
+        refuse_client_sampling(inner)
         self.settings = settings
         self.keys = keys
         self.clipped_total = 0
@@ -147,8 +177,19 @@ class SecureAggregationStrategy(AggregationStrategy):
     def _secure(
         self, messages: Iterable[Message], message_type: str, stats_clip: float | None = None
     ) -> list[Message]:
-        messages = list(messages)
+        # Pods that dropped out earlier in the run are not asked again (they, and the
+        # others, would refuse a sum over a set that grew back).
+        messages = [
+            m for m in messages if self.session.pods.get(m.metadata.dst_node_id) in self.keys.active
+        ]
         participants = self.session.names(m.metadata.dst_node_id for m in messages)
+        if set(participants) != self.keys.active:
+            raise SecureAggregationError(
+                f"{type(self.inner).__name__} asked only pods {sorted(participants)} of the "
+                f"run's pods {sorted(self.keys.active)}; secure aggregation sums over every pod "
+                "still in the run (no client sampling): set fraction_train=1.0 and "
+                "fraction_evaluate=1.0."
+            )
         self._params = SecureParams(
             run=self.keys.run,
             seq=self.keys.next_seq(),
@@ -218,6 +259,8 @@ class SecureAggregationStrategy(AggregationStrategy):
                 detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
                 raise SecureAggregationError(f"{what}: {exc}. Why: {detail}") from exc
             answered = self._redo(params, survivors, what)
+            # The run goes on without them: the pods accept only sets that shrink.
+            self.keys.active = set(answered)
         uploads = {pod: _upload(pod, reply) for pod, reply in answered.items()}
         lengths = {length for _, length in uploads.values()}
         if len(lengths) != 1:

@@ -20,7 +20,7 @@ from fedplug.learning import TrainingTask, moment_units, scaling_for
 
 from . import _records as rec
 from ._aggregators import Aggregator
-from ._session import PodSession
+from ._session import PodSession, failure_text
 from ._wrapper import RoundCallback
 
 logger = logging.getLogger("fedplug.server")
@@ -79,7 +79,9 @@ def discover_pods(
                 continue
             if reply.has_error():
                 logger.warning(
-                    "SuperNode %s did not say which pod it serves: %s", node, reply.error.reason
+                    "SuperNode %s did not say which pod it serves: %s",
+                    node,
+                    failure_text(str(reply.error.reason)),
                 )
                 continue
             record = reply.content["schema"]
@@ -171,6 +173,10 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
     started = time.monotonic()
     nodes, infos = discover_pods(grid, plan.pods, plan.connect_timeout)
     check_task_against_pods(plan, infos)
+    if plan.aggregator.secure:
+        from ._secure_strategy import refuse_client_sampling
+
+        refuse_client_sampling(plan.strategy)  # before any pod is asked for anything
     session = PodSession(pods=nodes, round_timeout=plan.round_timeout)
     plan.aggregator.setup(grid, session)
     task = cross_pod_scaling(grid, plan, session, plan.task)

@@ -115,12 +115,21 @@ def split_replies(
             pods = [pod, *payload.get("pods", [])]
             refusals.append((payload.get("message", ""), payload.get("reason", ""), pods))
         else:
-            failed[pod] = str(reply.error.reason)
+            failed[pod] = failure_text(str(reply.error.reason))
     if refusals:
         pods = sorted({p for _, _, ps in refusals for p in ps})
         text = "; ".join(m for m, _, _ in refusals)
         raise PolicyRefusal(f"{what} was refused: {text}", reason=refusals[0][1], pods=pods)
     return good, failed
+
+
+def failure_text(reason: str) -> str:
+    """A pod's failure message (JSON from fedplug pods; plain text from Flower itself)."""
+    try:
+        payload = json.loads(reason)
+    except json.JSONDecodeError:
+        return reason
+    return str(payload.get("message", reason)) if isinstance(payload, dict) else reason
 
 
 def missing_pods(

@@ -15,6 +15,7 @@ from fedplug._errors import FedplugError, TrainingError
 
 from ._pod_app import build_client_app
 from ._server import RunPlan, RunResult, run_plan
+from ._update_cache import forget_pod
 
 
 def quiet_flower(verbose: bool) -> None:
@@ -53,13 +54,18 @@ def run_in_simulation(
         "client_resources": {"num_cpus": cpus_per_pod, "num_gpus": 0.0},
         "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
     }
-    run_simulation(
-        server_app=server,
-        client_app=client,
-        num_supernodes=len(pod_files),
-        backend_config=backend_config,
-        verbose_logging=verbose,
-    )
+    try:
+        run_simulation(
+            server_app=server,
+            client_app=client,
+            num_supernodes=len(pod_files),
+            backend_config=backend_config,
+            verbose_logging=verbose,
+        )
+    finally:
+        # The pods' state on disk (updates kept for a redo) ends with the run.
+        for name in plan.pods:
+            forget_pod(name)
     if "error" in outcome:
         error = outcome["error"]
         if isinstance(error, FedplugError):

@@ -81,7 +81,8 @@ class PodPolicy:
     """What a pod's owner allows, enforced by the pod whatever the server asks."""
 
     require_secure_aggregation: bool = False
-    min_pods: int = 1
+    # Two: a "sum" over one pod is that pod's update.
+    min_pods: int = 2
     accepted_tasks: tuple[str, ...] = TASK_KINDS
 
     def __post_init__(self) -> None:
@@ -364,15 +365,50 @@ class Pod:
                     "could never take part; approve more pods or lower min_pods"
                 )
         self._check_identity(where, approved)
+        if policy.require_secure_aggregation:
+            self._check_secure_identity(where, approved)
         return self._schema_file_schema()  # a missing or malformed schema file fails here
+
+    def _check_secure_identity(self, where: str, approved: tuple[str, ...] | None) -> None:
+        """A pod that requires secure aggregation must know who its peers are.
+
+        A key bundle proves only possession of the key it carries, so without a pinned
+        identity key for every approved pod the server could invent a peer and unmask this
+        pod's update.
+        """
+        problems = []
+        if approved is None:
+            problems.append("approved_pods is not set (which pods may it be summed with?)")
+        if self.identity_key is None:
+            problems.append("identity.key_file is not set (this pod's own identity key)")
+        pinned = self.pinned_keys if isinstance(self.pinned_keys, Mapping) else {}
+        unpinned = [p for p in approved or () if p != self.name and p not in pinned]
+        if unpinned:
+            problems.append(
+                f"identity.pinned_keys has no key for approved pod(s) {quoted(unpinned)}"
+            )
+        if problems:
+            pod_file = self.source_path or "POD.yaml"
+            raise PodConfigError(
+                f"{where}: policy.require_secure_aggregation needs approved_pods, this pod's "
+                f"identity key and a pinned identity key for every approved pod, but "
+                + "; ".join(problems)
+                + f". Run `fedplug pod keys {pod_file}` on each pod's machine: it creates the "
+                "pod's identity key and prints the lines its peers paste into their pod files."
+            )
 
     def _check_identity(self, where: str, approved: tuple[str, ...] | None) -> None:
         if self.identity_key is not None:
             key = Path(self.identity_key)
             if not key.is_file():
                 raise PodConfigError(
-                    f"{where}: identity.key_file '{key}' does not exist; create the pod's "
-                    "Ed25519 key (PEM) there or fix the path"
+                    f"{where}: identity.key_file '{key}' does not exist; create it with "
+                    f"`fedplug pod keys {self.source_path or 'POD.yaml'}` or fix the path"
+                )
+            if key.stat().st_mode & 0o077:
+                raise PodConfigError(
+                    f"{where}: identity.key_file '{key}' is readable or writable by other "
+                    f"users; make it private: chmod 600 '{key}'"
                 )
         if not self.pinned_keys:
             return
@@ -440,7 +476,7 @@ class Pod:
             train, validation = split.apply(frame)
         except DataValidationError as exc:
             raise DataValidationError(
-                f"pod {self.name!r}: {exc}", exc.violations, pod=self.name
+                f"pod {self.name!r}: {exc}", exc.violations, pod=self.name, columns=exc.columns
             ) from exc
         return LoadedPod(name=self.name, schema=schema, train=train, validation=validation)
 

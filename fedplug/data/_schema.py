@@ -364,4 +364,6 @@ class Schema(Mapping[str, ColumnSpec]):
         """Raise ``DataValidationError`` listing every violation; never modifies ``frame``."""
         found = self.violations(frame)
         if found:
-            raise validation_error(found, pod=pod, schema_name=self.name)
+            raise validation_error(
+                found, pod=pod, schema_name=self.name, schema_columns=list(self.columns)
+            )

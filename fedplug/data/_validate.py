@@ -164,7 +164,11 @@ def find_violations(
 
 
 def validation_error(
-    violations: Sequence[Violation], *, pod: str | None, schema_name: str | None
+    violations: Sequence[Violation],
+    *,
+    pod: str | None,
+    schema_name: str | None,
+    schema_columns: Sequence[str] = (),
 ) -> DataValidationError:
     """One ``DataValidationError`` listing every violation on its own line."""
     subject = f"data of pod {pod!r}" if pod else "the data"
@@ -180,4 +184,5 @@ def validation_error(
         "Fix the data, or fix the schema if it is the schema that is wrong (the file named by "
         "schema.file in the pod YAML, or the schema.infer options)."
     )
-    return DataValidationError("\n".join(lines), violations, pod=pod)
+    columns = [v.column for v in violations if v.column is not None and v.column in schema_columns]
+    return DataValidationError("\n".join(lines), violations, pod=pod, columns=columns)

@@ -34,7 +34,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from fedplug._errors import SecureAggregationError
+from fedplug._errors import EncodingError, SecureAggregationError
 from fedplug.secagg._field import Q, as_field, check_prime
 
 _PRODUCT_CAP = 2**52  # largest |x * scale|, so the float64 product is exact to 1/2
@@ -113,7 +113,7 @@ class FixedPointCodec:
             or not isinstance(weight, numbers.Integral)
             or not 0 <= weight <= self.max_weight
         ):
-            raise SecureAggregationError(
+            raise EncodingError(
                 f"{what} {weight!r} must be an integer in [0, max_weight={self.max_weight}]; "
                 "raise max_weight in the aggregator settings or cap the pod's example count"
             )
@@ -152,7 +152,7 @@ class FixedPointCodec:
             # A reduction finds NaN and inf without a temporary; the count runs only then.
             if not math.isfinite(np.add.reduce(part)) and not np.isfinite(flat).all():
                 bad = flat.size - int(np.count_nonzero(np.isfinite(flat)))
-                raise SecureAggregationError(
+                raise EncodingError(
                     f"update has {bad} non-finite element(s) (NaN or inf); a diverged update is "
                     "not clipped silently: lower the learning rate or check the pod's data"
                 )

@@ -27,6 +27,7 @@ from ._checks import (
     check_weighted_mean,
 )
 from ._fixed import FixedUpdates, RoundResult, fake_grid, fake_pod_app, make_updates, run_round
+from ._pods import pin_each_other
 from ._secure import check_secure_aggregation, write_tiny_pods
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "fake_grid",
     "fake_pod_app",
     "make_updates",
+    "pin_each_other",
     "run_round",
     "write_tiny_pods",
 ]
