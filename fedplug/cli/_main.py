@@ -18,7 +18,8 @@ commands:
   run [OVERRIDES] [-m]         train across pods (Hydra overrides, e.g. aggregator=secure)
   demo census-income [--dir D] write the census-income tutorial's two pods
   pod check POD.yaml           check a pod file and its data, print its schema
-  pod start POD.yaml --superlink HOST:PORT   check a pod, then serve it (flower-supernode)
+  pod keys POD.yaml            create the pod's identity key, print what its peers pin
+  pod start POD.yaml --superlink HOST:PORT   check a pod, then serve it (fedplug's app only)
   evaluate MODEL DATA          score a saved model on a labelled CSV/Parquet file
   plugins                      list installed plugins by kind
   report SWEEP_DIR             compare the runs of a sweep (table and plot)
@@ -37,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     pod_sub = pod.add_subparsers(dest="pod_command", metavar="pod_command", required=True)
     check = pod_sub.add_parser("check", help="check a pod file and its data")
     check.add_argument("pod_file")
-    start = pod_sub.add_parser("start", help="check a pod, then run a SuperNode serving it")
+    keys = pod_sub.add_parser("keys", help="create the pod's identity key, print what peers pin")
+    keys.add_argument("pod_file")
+    start = pod_sub.add_parser(
+        "start", help="check a pod, then serve it: a SuperNode that runs only fedplug's app"
+    )
     start.add_argument("pod_file")
     start.add_argument(
         "--superlink", required=True, help="the SuperLink's Fleet API address HOST:PORT"
@@ -48,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
         "--auth-key", default=None, help="this SuperNode's private key for node authentication"
     )
     start.add_argument(
-        "--port", type=int, default=None, help="local port for the pod's app (default: free)"
+        "--port",
+        type=int,
+        default=None,
+        help="local port of the SuperNode's Runtime API (default: a free one)",
     )
     evaluate = sub.add_parser("evaluate", help="score a saved model on a labelled file")
     evaluate.add_argument("model")
@@ -75,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return demo(ns.name, ns.dir)
         if ns.command == "pod":
+            if ns.pod_command == "keys":
+                from ._keys import pod_keys
+
+                return pod_keys(ns.pod_file)
             from ._pod import pod_check, pod_start
 
             return pod_check(ns.pod_file) if ns.pod_command == "check" else pod_start(ns)
