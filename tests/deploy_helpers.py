@@ -502,11 +502,16 @@ class Cluster:
         pod_file: Path,
         *,
         key: Path | None = None,
-        via_fedplug: bool = False,
+        via_fedplug: bool = True,
         wait: bool = True,
         timeout: float = 60.0,
     ) -> Proc:
-        """Serve a pod: ``flower-supernode --node-config pod=...`` or ``fedplug pod start``."""
+        """Serve a pod with ``fedplug pod start`` (the documented launch).
+
+        ``via_fedplug=False`` starts plain ``flower-supernode --node-config pod=...``
+        instead, for the tests that need Flower's own SuperNode (e.g. one the SuperLink
+        refuses); on it, fedplug's app bundle answers every message with a refusal.
+        """
         name = f"supernode-{Path(pod_file).stem}"
         if via_fedplug:
             args = [BIN / "fedplug", "pod", "start", pod_file, "--superlink", self.address]
@@ -581,6 +586,14 @@ class Cluster:
             name,
             [BIN / "flwr", "run", REPO_ROOT, CONNECTION, "--run-config", config, "--stream"],
         )
+
+    def start_app_run(self, app_dir: Path, name: str = "run", run_config: str = "") -> Proc:
+        """``flwr run <app_dir> <connection> --stream`` for any app directory (e.g. one a
+        test wrote), in the background; its log is what ``--stream`` prints."""
+        args: list[object] = [BIN / "flwr", "run", app_dir, CONNECTION, "--stream"]
+        if run_config:
+            args += ["--run-config", run_config]
+        return self._spawn(name, args)
 
     def run_id(self, run: Proc, timeout: float = 120.0) -> int:
         marker = "Successfully started run "

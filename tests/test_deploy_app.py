@@ -223,21 +223,30 @@ def _ns(**kwargs: object) -> argparse.Namespace:
 
 
 def test_pod_start_uses_flower_supernodes_real_flags(tmp_path: Path) -> None:
-    ca, key = tmp_path / "ca.crt", tmp_path / "pod-a"
+    ca, key, secret = tmp_path / "ca.crt", tmp_path / "pod-a", tmp_path / "secret"
     ca.write_text("x")
     key.write_text("x")
-    command = supernode_command(
-        _ns(root_certificates=str(ca), auth_key=str(key)), tmp_path / "pod-a.yaml"
-    )
+    command = supernode_command(_ns(root_certificates=str(ca), auth_key=str(key)), secret)
     usage = subprocess.run(
         [str(BIN / "flower-supernode"), "--help"], capture_output=True, text=True, timeout=60
     ).stdout
     flags = [a for a in command if a.startswith("--")]
     assert flags and all(flag in usage for flag in flags), (flags, usage)
-    assert command[command.index("--node-config") + 1] == f"pod='{tmp_path / 'pod-a.yaml'}'"
-    assert command[command.index("--auth-supernode-private-key") + 1] == str(key)
-    port = int(command[command.index("--port") + 1])  # a free one, chosen per pod
-    assert 0 < port < 65536
+
+    def value(flag: str) -> str:
+        return command[command.index(flag) + 1]
+
+    # No app process of Flower's (it would install and import the bundle's code): the
+    # pod's own executor serves the tasks, authenticated by the shared secret.
+    assert value("--isolation") == "process"
+    assert value("--superexec-auth-secret-file") == str(secret)
+    assert "--node-config" not in command  # the executor knows its pod file
+    assert value("--root-certificates") == str(ca)
+    assert value("--auth-supernode-private-key") == str(key)
+    assert value("--host") == "127.0.0.1"  # the Runtime API is local only
+    assert 0 < int(value("--port")) < 65536  # a free one, chosen per pod
+    insecure = supernode_command(_ns(insecure=True, port=9300), secret)
+    assert "--insecure" in insecure and insecure[-2:] == ["--port", "9300"]
 
 
 @pytest.mark.parametrize(
@@ -252,7 +261,7 @@ def test_pod_start_uses_flower_supernodes_real_flags(tmp_path: Path) -> None:
 )
 def test_pod_start_rejects_bad_connection_options(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        supernode_command(_ns(**kwargs), Path("/pods/pod-a.yaml"))
+        supernode_command(_ns(**kwargs), Path("/tmp/secret"))
 
 
 def test_pod_check_prints_the_identity_key_peers_pin(
@@ -263,6 +272,7 @@ def test_pod_check_prints_the_identity_key_peers_pin(
 
     key = IdentityKey.generate()
     (tmp_path / "a.pem").write_bytes(key.to_pem())  # as `openssl genpkey -algorithm ed25519`
+    (tmp_path / "a.pem").chmod(0o600)  # a pod refuses an identity key others can read
     extra = {"pod-a": {"identity": {"key_file": "a.pem"}}}
     (pod,) = write_pods(tmp_path, names=("pod-a",), rows=(30,), extra=extra)
     assert pod_check(str(pod)) == 0

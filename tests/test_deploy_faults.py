@@ -28,8 +28,7 @@ def test_a_lost_pod_is_named_and_training_ends_on_survivors_then_fails_below_min
         # message, after the two secure statistics exchanges). The round is redone with
         # pod-a and pod-b, and training finishes on them.
         run = c.start_run(
-            f"aggregator=secure model.rounds=1 +strategy.params.fraction_evaluate=0.0 "
-            f"{TIMEOUTS} pods.identifiers=[pod-a,pod-b,pod-c]",
+            f"aggregator=secure model.rounds=1 {TIMEOUTS} pods.identifiers=[pod-a,pod-b,pod-c]",
             tmp_path / "out1",
             name="run1",
         )

@@ -33,12 +33,10 @@ def test_registered_pods_train_over_tls_and_unregistered_ones_are_refused(tmp_pa
         listed = c.flwr("supernode", "ls", CONNECTION, "--format", "json")
         assert listed.returncode == 0, listed.stderr
 
-        members = [
-            c.start_supernode(pod, key=keys[pod.stem][0], via_fedplug=True, wait=False)
-            for pod in pods[:3]
-        ]
-        # A pod whose key was never registered, and one with no key at all.
-        stranger = c.start_supernode(pods[3], key=keys["pod-x"][0], wait=False)
+        members = [c.start_supernode(pod, key=keys[pod.stem][0], wait=False) for pod in pods[:3]]
+        # A pod whose key was never registered (Flower's own SuperNode), and one with no
+        # key at all (fedplug pod start, which stops when its SuperNode is refused).
+        stranger = c.start_supernode(pods[3], key=keys["pod-x"][0], via_fedplug=False, wait=False)
         keyless = c.start_supernode(pods[3], wait=False)
         for intruder in (stranger, keyless):
             wait_for(lambda p=intruder: not p.alive(), 90, f"{intruder.name} to be refused")
@@ -49,8 +47,7 @@ def test_registered_pods_train_over_tls_and_unregistered_ones_are_refused(tmp_pa
             c.wait_connected(member)
 
         run = c.start_run(
-            "aggregator=secure model.rounds=2 +strategy.params.fraction_evaluate=0.0 "
-            "pods.identifiers=[pod-a,pod-b,pod-c]",
+            "aggregator=secure model.rounds=2 pods.identifiers=[pod-a,pod-b,pod-c]",
             out,
         )
         outcome = c.finish(run, timeout=420)

@@ -6,8 +6,13 @@ the task from the schemas those pods publish, trains, and writes ``model.pt``,
 ``history.json``, ``config.yaml`` and ``metrics.png`` to the run config's ``output-dir``.
 
 This module is a front end that happens to live next to the adapters (Flower loads it by
-import path from ``pyproject.toml``); it imports the front-end layer lazily, inside the
-ServerApp, so a pod importing ``client_app`` loads only what a pod needs.
+import path from ``pyproject.toml``); it imports the front-end layer and the server loops
+lazily, inside the ServerApp, so importing it stays cheap.
+
+``client_app`` is what Flower's own ``flwr-clientapp`` loads on a SuperNode started with
+plain ``flower-supernode``: such a SuperNode runs whatever code an app bundle names, so a
+pod there refuses every message. Pods run with ``fedplug pod start``, whose executor never
+loads a bundle's component (see ``_pod_executor``).
 """
 
 from __future__ import annotations
@@ -23,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedplug._errors import ConfigError, FedplugError, PodConfigError
 
-from ._pod_app import build_client_app
-from ._server import discover_pods as find_pods
 from ._session import GridView
 
 logger = logging.getLogger("fedplug.server")
@@ -109,6 +113,15 @@ def output_dir(run_config: Any) -> Path:
     if value:
         return Path(value).expanduser()
     return DEFAULT_OUTPUT_ROOT / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def find_pods(
+    grid: Grid, wanted: Sequence[str], timeout: float, interval: float = 0.25
+) -> tuple[dict[int, str], dict[str, dict]]:
+    """Which SuperNode serves each wanted pod (``_server.discover_pods``, imported lazily)."""
+    from ._server import discover_pods
+
+    return discover_pods(grid, wanted, timeout, interval)
 
 
 def pod_names(identifiers: list[Any]) -> list[str]:
@@ -235,4 +248,37 @@ def main(grid: Grid, context: Context) -> None:
             raise
 
 
-client_app = build_client_app()
+#: The refusal reason of a pod served by plain flower-supernode.
+UNSAFE_LAUNCH = "unsafe-launch"
+
+
+def _served_pod_name(context: Context) -> str:
+    """The pod's name from the file its node config names (best effort, for the message)."""
+    path = context.node_config.get("pod")
+    try:
+        import yaml
+
+        name = yaml.safe_load(Path(str(path)).expanduser().read_text())["name"]
+        return str(name)
+    except Exception:  # noqa: BLE001 - only a label; fall back to the node
+        return f"node {context.node_id}"
+
+
+class UnsafeLaunchApp(ClientApp):
+    """Answers every message with a refusal: this SuperNode runs code from app bundles."""
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        from ._pod_errors import refusal
+
+        name = _served_pod_name(context)
+        logging.getLogger("fedplug.pod").error(
+            "pod %r refuses every message: it was started with plain flower-supernode, which "
+            "runs whatever code an app bundle names; stop it and start it with `fedplug pod "
+            "start POD.yaml --superlink HOST:PORT ...`, which runs only the fedplug installed "
+            "here.",
+            name,
+        )
+        return refusal(message, name, UNSAFE_LAUNCH)
+
+
+client_app = UnsafeLaunchApp()

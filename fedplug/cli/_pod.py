@@ -6,13 +6,17 @@ import argparse
 import os
 import shutil
 import socket
-import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from fedplug._errors import ConfigError
+
+if TYPE_CHECKING:
+    from fedplug.data import LoadedPod, Pod
 
 console = Console()
 
@@ -22,10 +26,16 @@ NO_RUNTIME_INSTALL = {"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 
 def pod_check(pod_file: str) -> int:
     """Load the pod, validate its data against its schema, print a schema summary."""
-    from fedplug.data import Pod, render_schema_table
+    from fedplug.data import Pod
 
     pod = Pod.from_yaml(Path(pod_file))
-    loaded = pod.load()
+    _summary(pod, pod.load())
+    return 0
+
+
+def _summary(pod: Pod, loaded: LoadedPod) -> None:
+    from fedplug.data import render_schema_table
+
     console.print(f"[bold green]ok[/]: pod {pod.name!r} ({pod.datasource.describe()})")
     console.print(
         f"  rows: {len(loaded.train)} train + {len(loaded.validation)} validation; "
@@ -46,7 +56,6 @@ def pod_check(pod_file: str) -> int:
             soft_wrap=True,  # the key must stay on one line, to be copied
         )
     console.print(render_schema_table(loaded.schema))
-    return 0
 
 
 def free_local_port() -> int:
@@ -59,8 +68,8 @@ def free_local_port() -> int:
 def _runtime_port(ns: argparse.Namespace) -> str:
     """The SuperNode's Runtime API port: ``--port``, else a free one.
 
-    The Runtime API only connects the SuperNode to the app processes it starts on the same
-    machine, so any free port works; choosing one lets several pods share a machine
+    The Runtime API only connects the SuperNode to this pod's own executor on the same
+    machine (127.0.0.1), so any free port works; choosing one lets several pods share a machine
     without each owner picking ports (Flower's default, 9094, would collide).
     """
     port = getattr(ns, "port", None)
@@ -71,19 +80,22 @@ def _runtime_port(ns: argparse.Namespace) -> str:
     return str(port)
 
 
-def supernode_command(ns: argparse.Namespace, pod_file: Path) -> list[str]:
-    """The ``flower-supernode`` command (Flower 1.42 flags) serving ``pod_file``."""
+def supernode_command(
+    ns: argparse.Namespace, secret_file: Path, port: str | None = None
+) -> list[str]:
+    """The ``flower-supernode`` command (Flower 1.42 flags) a pod runs as its child.
+
+    ``--isolation process``: the SuperNode starts no app process (Flower's would install
+    and import whatever an app bundle names); ``fedplug pod start`` serves its tasks
+    itself, authenticated by the shared secret in ``secret_file``. The Runtime API
+    listens on 127.0.0.1 only.
+    """
     exe = shutil.which("flower-supernode") or shutil.which(
         "flower-supernode", path=str(Path(sys.executable).parent)
     )
     if exe is None:
         raise ConfigError("flower-supernode is not on PATH; install fedplug (it installs flwr).")
-    if "'" in str(pod_file):
-        raise ConfigError(
-            f"the pod file path {str(pod_file)!r} contains a quote (') that Flower's "
-            "--node-config cannot carry; move or rename the file."
-        )
-    command = [exe, "--superlink", ns.superlink, "--node-config", f"pod='{pod_file}'"]
+    command = [exe, "--superlink", ns.superlink]
     if ns.insecure and ns.root_certificates:
         raise ConfigError(
             "give either --insecure (no TLS) or --root-certificates CA.pem (TLS), not both."
@@ -112,21 +124,33 @@ def supernode_command(ns: argparse.Namespace, pod_file: Path) -> list[str]:
                 "the SuperLink (`flwr supernode register`)."
             )
         command += ["--auth-supernode-private-key", str(key.resolve())]
-    command += ["--host", "127.0.0.1", "--port", _runtime_port(ns)]
+    command += ["--isolation", "process", "--superexec-auth-secret-file", str(secret_file)]
+    command += ["--host", "127.0.0.1", "--port", port or _runtime_port(ns)]
     return command
 
 
 def pod_start(ns: argparse.Namespace) -> int:
-    """Check the pod first (a broken pod never joins), then become a SuperNode serving it."""
+    """Check the pod first (a broken pod never joins), then serve it with fedplug's app.
+
+    The SuperNode runs as a child process; this process answers its tasks with the
+    fedplug ClientApp installed here and never runs code from an app bundle.
+    """
+    from fedplug._flower._pod_executor import serve_pod
+    from fedplug._flower._pod_runtime import load_runtime
+
     pod_file = Path(ns.pod_file).expanduser().resolve()
-    pod_check(str(pod_file))
-    command = supernode_command(ns, pod_file)
-    console.print("starting: " + " ".join(command), highlight=False)
-    env = {**os.environ, **NO_RUNTIME_INSTALL}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.name == "posix":
-        # Become the SuperNode: signals (Ctrl-C, a service manager's stop) and the exit
-        # status are then the SuperNode's own.
-        os.execve(command[0], command, env)
-    return subprocess.call(command, env=env)
+    runtime = load_runtime(pod_file)  # validated once; the pod's process keeps it loaded
+    _summary(runtime.pod, runtime.data)
+    port = _runtime_port(ns)
+    supernode_command(ns, Path("superexec-secret"), port)  # bad options fail before anything
+
+    def announce(command: Sequence[str]) -> None:
+        console.print("starting: " + " ".join(command), highlight=False, soft_wrap=True)
+
+    return serve_pod(
+        pod_file,
+        lambda secret_file: supernode_command(ns, secret_file, port),
+        int(port),
+        {**os.environ, **NO_RUNTIME_INSTALL},
+        announce,
+    )

@@ -1,0 +1,156 @@
+"""A pod checks each app bundle (FAB) and refuses any that is not fedplug's own app.
+
+In-process, in seconds: the bundle check, the pod executor's answer to a refused and to an
+accepted bundle, the shared secret's file, and the ClientApp a plain flower-supernode
+would load. The end-to-end attack on a real SuperLink is in test_deploy_bundle.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomli
+from deploy_helpers import REPO_ROOT, write_pods
+from flwr.app import Context, Message, RecordDict
+
+from fedplug._flower import LocalGrid
+from fedplug._flower import _records as rec
+from fedplug._flower import app as flower_app
+from fedplug._flower._flower_internals import COMPLETED, FAILED, TaskInput
+from fedplug._flower._pod_executor import (
+    BUNDLE_REFUSED,
+    PodExecutor,
+    inspect_bundle,
+    private_secret,
+)
+
+
+@pytest.fixture(scope="module")
+def fedplug_fab() -> bytes:
+    from flwr.cli.build import build_fab_from_disk
+
+    return build_fab_from_disk(REPO_ROOT)
+
+
+def _rebuild(fab: bytes, *, extra: dict[str, bytes] | None = None, pyproject=None) -> bytes:  # noqa: ANN001
+    """The same bundle with files added or pyproject.toml changed."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(fab)) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "pyproject.toml" and pyproject is not None:
+                data = pyproject(data.decode()).encode()
+            dst.writestr(name, data)
+        for name, data in (extra or {}).items():
+            dst.writestr(name, data)
+    return out.getvalue()
+
+
+# -- the check ------------------------------------------------------------------------------
+def test_fedplugs_own_bundle_is_accepted(fedplug_fab: bytes) -> None:
+    assert inspect_bundle(fedplug_fab) is None
+
+
+def test_a_bundle_with_code_is_refused_naming_the_file(fedplug_fab: bytes) -> None:
+    why = inspect_bundle(_rebuild(fedplug_fab, extra={"evil.py": b"import os\n"}))
+    assert why is not None and "'evil.py'" in why and "other than pyproject.toml" in why
+    # Code hidden among the configs, or a path that climbs out, is refused just the same.
+    assert "conf/x.py" in (inspect_bundle(_rebuild(fedplug_fab, extra={"conf/x.py": b""})) or "")
+    assert inspect_bundle(_rebuild(fedplug_fab, extra={"conf/../x.yaml": b""})) is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [("clientapp", "evil:client"), ("serverapp", "evil:server")],
+)
+def test_a_bundle_naming_another_component_is_refused(
+    fedplug_fab: bytes, key: str, named: str
+) -> None:
+    original = f"fedplug._flower.app:{key.replace('app', '_app')}"
+    fab = _rebuild(fedplug_fab, pyproject=lambda text: text.replace(original, named))
+    assert tomli.loads(zipfile.ZipFile(io.BytesIO(fab)).read("pyproject.toml").decode())
+    why = inspect_bundle(fab)
+    assert why is not None and f"names the {key} '{named}'" in why and original in why
+
+
+def test_a_blob_that_is_no_zip_is_refused() -> None:
+    assert (
+        inspect_bundle(b"#!/bin/sh\nrm -rf ~\n") == "the app bundle is not a readable zip archive"
+    )
+    assert inspect_bundle(b"") == "the app bundle is not a readable zip archive"
+
+
+def test_a_bundle_without_pyproject_is_refused() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("conf/config.yaml", "seed: 1\n")
+    assert inspect_bundle(out.getvalue()) == "the app bundle has no pyproject.toml"
+
+
+# -- the executor's answer ------------------------------------------------------------------
+def _task(fab: bytes, message_type: str = rec.SCHEMA_QUERY, run_id: int = 77) -> TaskInput:
+    LocalGrid({})  # sets Flower's task identity, which a new Message needs
+    message = Message(RecordDict(), dst_node_id=1, message_type=message_type)
+    message.metadata.__dict__["_message_id"] = "m-1"
+    context = Context(run_id=run_id, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    return TaskInput(message, context, run_id, fab)
+
+
+def test_the_executor_refuses_a_foreign_bundle_and_runs_fedplugs_app_for_its_own(
+    tmp_path: Path, fedplug_fab: bytes, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    (pod,) = write_pods(tmp_path, names=("pod-a",), rows=(60,))
+    executor = PodExecutor(pod, "127.0.0.1:9", b"s" * 32)  # never connects here
+    try:
+        evil = _rebuild(fedplug_fab, extra={"evil.py": b""})
+        with caplog.at_level("WARNING", logger="fedplug.pod"):
+            reply, status, details = executor.answer(_task(evil))
+        assert status == FAILED and reply.has_error()
+        assert reply.error.code == rec.POLICY_REFUSAL
+        payload = json.loads(reply.error.reason)
+        assert payload["reason"] == BUNDLE_REFUSED and payload["pods"] == ["pod-a"]
+        assert payload["message"] == details
+        assert "pod 'pod-a' refuses run 77" in details and "evil.py" in details
+        assert "flwr run <fedplug checkout>" in details
+        assert "run 77" in caplog.text and BUNDLE_REFUSED in caplog.text
+
+        # The verdict is kept per bundle: the archive is read once.
+        calls = []
+        monkeypatch.setattr(
+            "fedplug._flower._pod_executor.inspect_bundle", lambda fab: calls.append(1) or None
+        )
+        executor.answer(_task(evil))
+        assert calls == []
+
+        reply, status, details = executor.answer(_task(fedplug_fab))
+        assert (status, details) == (COMPLETED, "")
+        assert not reply.has_error() and reply.content["schema"]["pod"] == "pod-a"
+    finally:
+        executor.close()
+
+
+def test_the_shared_secret_is_private_and_removed(tmp_path: Path) -> None:
+    with private_secret() as (path, secret):
+        assert len(secret) == 32 and path.read_bytes() == secret
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert not path.exists() and not path.parent.exists()
+
+
+# -- plain flower-supernode -----------------------------------------------------------------
+def test_the_bundles_named_client_app_refuses_on_a_plain_supernode(tmp_path: Path) -> None:
+    """What Flower's flwr-clientapp loads on plain flower-supernode answers with a refusal."""
+    (pod,) = write_pods(tmp_path, names=("pod-a",), rows=(30,))
+    task = _task(b"")
+    task.context.node_config["pod"] = str(pod)
+    reply = flower_app.client_app(task.message, task.context)
+    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    payload = json.loads(reply.error.reason)
+    assert payload["reason"] == "unsafe-launch" and payload["pods"] == ["pod-a"]
+    assert "plain flower-supernode" in payload["message"]
+    assert "fedplug pod start POD.yaml" in payload["message"]
