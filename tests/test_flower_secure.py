@@ -386,3 +386,26 @@ def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
     )
     assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "participants-grew"
     assert _state_files(root) == files
+
+
+def test_the_pod_sweep_deletes_state_older_than_the_redo_window(
+    fed_pods, tmp_path, monkeypatch
+) -> None:
+    import os
+    import time
+
+    from fedplug._flower._secure_pod import REDO_WINDOW_S, sweep_state
+
+    root = tmp_path / "state"
+    monkeypatch.setenv("FEDPLUG_STATE_DIR", str(root))
+    pods = fed_pods(2, rows=150)
+    run_local(pods, SecureAggregator(), rounds=1)
+    files = _state_files(root)
+    assert len(files) == 2
+    sweep_state("pod-a")  # fresh: kept, a redo may still come
+    assert _state_files(root) == files
+    old = time.time() - REDO_WINDOW_S - 60
+    for path in root.rglob("*"):
+        os.utime(path, (old, old), follow_symlinks=False)
+    sweep_state("pod-a")
+    assert [f.split("/")[0] for f in _state_files(root)] == ["pod-b"]

@@ -46,6 +46,8 @@ from ._flower_internals import (
     TaskSource,
     is_unauthorized,
 )
+from ._secure_pod import sweep_state
+from ._update_cache import forget_pod
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,6 +73,8 @@ STARTUP_TIMEOUT = 120.0
 CHILD_STOP_GRACE = 5.0
 #: Seconds between two warnings that the Runtime API does not answer.
 WARN_EVERY = 30.0
+#: Seconds between two sweeps of the pod's state on disk.
+SWEEP_EVERY = 30.0
 
 
 # -- the bundle ----------------------------------------------------------------------------
@@ -173,8 +177,11 @@ class PodExecutor:
 
     def serve(self, stop: threading.Event, supernode: subprocess.Popen) -> int:
         """Serve until ``stop`` is set (0) or the SuperNode exits or refuses us (1)."""
-        started, ready, warned = time.monotonic(), False, 0.0
+        started, ready, warned, swept = time.monotonic(), False, 0.0, 0.0
         while not stop.is_set():
+            if time.monotonic() - swept > SWEEP_EVERY:
+                swept = time.monotonic()
+                sweep_state(self.name)
             if supernode.poll() is not None:
                 logger.error(
                     "fedplug pod %r stops: its SuperNode (flower-supernode, pid %d) exited "
@@ -390,3 +397,5 @@ def serve_pod(
             if child is not None:
                 _stop_child(child)
             executor.close()
+            # Nothing of the pod's runs outlives the pod process.
+            forget_pod(executor.name)

@@ -104,9 +104,8 @@ def pod_file_for(context: Context, pod_files: Sequence[str] | None = None) -> Pa
         if index < len(files):
             return Path(files[index])
     raise PodConfigError(
-        "this SuperNode serves no pod: start it with "
-        f"--node-config \"{POD_NODE_CONFIG_KEY}='/path/to/pod.yaml'\" "
-        "(or use `fedplug pod start POD.yaml`)."
+        "this SuperNode serves no pod: start each pod with `fedplug pod start POD.yaml "
+        "--superlink HOST:PORT ...`."
     )
 
 

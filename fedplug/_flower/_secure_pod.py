@@ -20,9 +20,17 @@ from fedplug.secagg._field import pack, padded_size
 from . import _records as rec
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
-from ._update_cache import forget_pod, recall, remember
+from ._update_cache import forget_pod, forget_stale, recall, remember
 
 STATE_KEY = "fedplug-secagg"
+#: Seconds a pod keeps an encoded update for a redo; a sweep deletes anything older (a run
+#: that ended or failed without telling the pod), and a later redo fails cleanly.
+REDO_WINDOW_S = 600.0
+
+
+def sweep_state(pod: str, max_age: float = REDO_WINDOW_S) -> None:
+    """Delete the pod's state on disk that is older than ``max_age`` seconds."""
+    forget_stale(pod, max_age)
 
 
 @dataclass(frozen=True)
