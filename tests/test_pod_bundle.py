@@ -26,6 +26,7 @@ from fedplug._flower._pod_executor import (
     BUNDLE_REFUSED,
     PodExecutor,
     inspect_bundle,
+    listener_owner,
     private_secret,
 )
 
@@ -132,6 +133,54 @@ def test_the_executor_refuses_a_foreign_bundle_and_runs_fedplugs_app_for_its_own
         assert not reply.has_error() and reply.content["schema"]["pod"] == "pod-a"
     finally:
         executor.close()
+
+
+def test_the_executor_keeps_the_pods_state_to_itself(tmp_path: Path, fedplug_fab: bytes) -> None:
+    """Whatever node state the Runtime API hands over is ignored, and none is handed back:
+    a process posing as the SuperNode (or a failed push) can neither plant, read, reset nor
+    roll back the pod's keys and record of exchanges."""
+    from flwr.app import ConfigRecord
+
+    from fedplug._flower._secure_pod import STATE_KEY
+
+    (pod,) = write_pods(tmp_path, names=("pod-a",), rows=(60,))
+    executor = PodExecutor(pod, "127.0.0.1:9", b"s" * 32)
+    try:
+        config = ConfigRecord({"run": "r-1", "fedplug-pods": json.dumps(["pod-a", "pod-b"])})
+        task = _task(fedplug_fab, rec.SECAGG_SETUP)
+        task.message.content["config"] = config
+        # A planted state claiming setup already happened (and holding chosen keys).
+        task.context.state[STATE_KEY] = ConfigRecord({"state": '{"run_id": "planted"}'})
+        reply, status, _ = executor.answer(task)
+        assert status == COMPLETED and not reply.has_error(), reply.error
+        assert "bundle" in reply.content
+        assert STATE_KEY not in task.context.state  # nothing of the pod's state goes back
+        assert len(task.context.state) == 0
+        # The pod's own record holds: a second setup in that run is refused.
+        again = _task(fedplug_fab, rec.SECAGG_SETUP)
+        again.message.content["config"] = config
+        reply, _, _ = executor.answer(again)
+        assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "setup-repeated"
+        # Another run is another record.
+        other = _task(fedplug_fab, rec.SECAGG_SETUP, run_id=78)
+        other.message.content["config"] = config
+        assert not executor.answer(other)[0].has_error()
+    finally:
+        executor.close()
+
+
+def test_a_listener_on_the_runtime_port_must_be_the_pods_supernode() -> None:
+    import os
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert listener_owner(port, [os.getpid()]) is None  # bound, not listening yet
+        sock.listen()
+        assert listener_owner(port, [os.getpid()]) is True
+        # Somebody else's listener (here: ours, seen from another process's pids).
+        assert listener_owner(port, [os.getppid()]) is False
 
 
 def test_the_shared_secret_is_private_and_removed(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import io
 import logging
 import os
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from flwr.app import Message
+from flwr.app import Message, RecordDict
 
 from . import _records as rec
 from ._flower_internals import (
@@ -75,6 +76,52 @@ CHILD_STOP_GRACE = 5.0
 WARN_EVERY = 30.0
 #: Seconds between two sweeps of the pod's state on disk.
 SWEEP_EVERY = 30.0
+#: Runs whose state the pod keeps in memory at once (one is the norm).
+MAX_RUNS_KEPT = 8
+
+
+# -- who listens on the Runtime API port -------------------------------------------------
+def descendants(pid: int) -> list[int]:
+    """The process ids below ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def listener_owner(port: int, pids: Sequence[int]) -> bool | None:
+    """Whether the socket listening on 127.0.0.1:``port`` belongs to one of ``pids``.
+
+    None when nothing listens there yet (or /proc cannot tell, off Linux). A local user
+    who binds the port first could otherwise pose as the pod's SuperNode.
+    """
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        return True  # no /proc: nothing to check with (the secret still guards the API)
+    wanted = f"0100007F:{port:04X}"
+    inodes = set()
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return True
+    return False
 
 
 # -- the bundle ----------------------------------------------------------------------------
@@ -159,7 +206,7 @@ def poll_interval() -> float:
 class PodExecutor:
     """Acquires the SuperNode's tasks one at a time and answers them with fedplug's app."""
 
-    def __init__(self, pod_file: Path, address: str, secret: bytes) -> None:
+    def __init__(self, pod_file: Path, address: str, secret: bytes, port: int = 0) -> None:
         from ._pod_app import build_client_app
         from ._pod_runtime import load_runtime
 
@@ -167,10 +214,17 @@ class PodExecutor:
         self.name = load_runtime(pod_file).name
         self.app = build_client_app(pod_file=pod_file)
         self.address = address
+        self.port = port or int(address.rsplit(":", 1)[1])
         self.source = TaskSource(address, secret)
         self.interval = poll_interval()
         self.busy = False
         self._verdicts: dict[str, str | None] = {}
+        # The pod's state between messages (its secure-aggregation keys and record of
+        # exchanges), per Flower run, kept in this process only: whatever state the
+        # Runtime API hands over is ignored, and none is handed back, so nothing on the
+        # other side of that API (the SuperNode, or a process posing as it) can read,
+        # reset or roll it back.
+        self._states: dict[int, RecordDict] = {}
 
     def close(self) -> None:
         self.source.close()
@@ -178,6 +232,7 @@ class PodExecutor:
     def serve(self, stop: threading.Event, supernode: subprocess.Popen) -> int:
         """Serve until ``stop`` is set (0) or the SuperNode exits or refuses us (1)."""
         started, ready, warned, swept = time.monotonic(), False, 0.0, 0.0
+        verified = False
         while not stop.is_set():
             if time.monotonic() - swept > SWEEP_EVERY:
                 swept = time.monotonic()
@@ -193,6 +248,21 @@ class PodExecutor:
                     supernode.returncode,
                 )
                 return 1
+            if not verified:
+                owner = listener_owner(self.port, [supernode.pid, *descendants(supernode.pid)])
+                if owner is False:
+                    logger.error(
+                        "fedplug pod %r stops: another process listens on 127.0.0.1:%d, where "
+                        "its SuperNode's Runtime API should be; it could pose as the SuperNode. "
+                        "Start the pod again (it picks a free port) or choose another --port.",
+                        self.name,
+                        self.port,
+                    )
+                    return 1
+                if owner is None and time.monotonic() - started < STARTUP_TIMEOUT:
+                    stop.wait(self.interval)  # the SuperNode is not listening yet
+                    continue
+                verified = True
             try:
                 acquired = self.source.acquire()
             except RuntimeCallError as exc:
@@ -267,6 +337,11 @@ class PodExecutor:
             finally:
                 channel.close()
 
+    def _state_for(self, run_id: int) -> RecordDict:
+        if run_id not in self._states and len(self._states) >= MAX_RUNS_KEPT:
+            del self._states[next(iter(self._states))]  # the oldest run's: it has ended
+        return self._states.setdefault(run_id, RecordDict())
+
     def verdict(self, task: TaskInput) -> str | None:
         """The bundle check, once per bundle (by its SHA-256)."""
         key = task.fab_hash
@@ -277,7 +352,21 @@ class PodExecutor:
         return self._verdicts[key]
 
     def answer(self, task: TaskInput) -> tuple[Message, str, str]:
-        """The reply, the task's sub-status and its details."""
+        """The reply, the task's sub-status and its details.
+
+        The app sees this process's own state for the run, never the Runtime API's, and
+        the context handed back holds none of it: the pod's secrets never leave it.
+        """
+        context, task.context = (
+            task.context,
+            dataclasses.replace(task.context, state=self._state_for(task.run_id)),
+        )
+        try:
+            return self._answer(task)
+        finally:
+            task.context = dataclasses.replace(context, state=RecordDict())
+
+    def _answer(self, task: TaskInput) -> tuple[Message, str, str]:
         why = self.verdict(task)
         if why is not None:
             text = refusal_text(self.name, task.run_id, why)
@@ -368,7 +457,9 @@ def serve_pod(
     stop = threading.Event()
     with private_secret() as (secret_file, secret):
         command = list(command_for(secret_file))
-        executor = PodExecutor(pod_file, f"127.0.0.1:{port}", secret)
+        executor = PodExecutor(pod_file, f"127.0.0.1:{port}", secret, port)
+        # A fresh pod process can continue no earlier run (their keys were in memory).
+        forget_pod(executor.name)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             first = not stop.is_set()
