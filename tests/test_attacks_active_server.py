@@ -36,7 +36,17 @@ def _setup(grid: LocalGrid, n: int) -> tuple[PodSession, SecureKeys]:
     return session, run_key_setup(grid, session, SecureAggregator())
 
 
-def _exchange(grid, plan, keys, node: int, seq: int, participants, attempt=0, roster=None):  # noqa: ANN001, ANN202
+def _exchange(  # noqa: ANN202
+    grid,  # noqa: ANN001
+    plan,  # noqa: ANN001
+    keys,  # noqa: ANN001
+    node: int,
+    seq: int,
+    participants,  # noqa: ANN001
+    attempt: int = 0,
+    roster=None,  # noqa: ANN001
+    max_weight: int = 10**6,
+):
     """One secure statistics exchange (cheap: the pod sums its feature moments)."""
     params = SecureParams(
         run=keys.run,
@@ -47,7 +57,7 @@ def _exchange(grid, plan, keys, node: int, seq: int, participants, attempt=0, ro
         q=2**61 - 1,
         clip=8.0,
         stats_clip=1e4,
-        max_weight=10**6,
+        max_weight=max_weight,
         n_pods=len(keys.roster),
     )
     config = ConfigRecord(
@@ -146,7 +156,12 @@ def test_a_roster_of_one_is_refused_whatever_min_pods_says(fed_pods) -> None:
 
 
 def test_sums_over_different_pod_sets_are_refused(fed_pods) -> None:
-    """Item 7: exchange 100 over {a,b,c}, 101 over {a,b}, then {a,c} or {a,b,c} again."""
+    """Item 7: exchange 100 over {a,b,c}, 101 over {a,b}, then {a,c} or {a,b,c} again.
+
+    The shrink from {a,b,c} to {a,b} is what a real dropout looks like, so pods accept it
+    (the README's threat model lists it as what an active server can still do); every set
+    that is not a subset of the last one, as client sampling would ask, is refused.
+    """
     pods = _secure_pods(fed_pods)
     grid, plan = make_grid(pods), make_plan(pods, SecureAggregator())
     _, keys = _setup(grid, 3)
@@ -165,3 +180,14 @@ def test_params_of_the_secure_record_round_trip() -> None:
     params = SecureParams("r", 1, 0, ["a", "b"], [], 2**61 - 1, 8.0, 1e4, 10, 2)
     assert SecureParams.from_record(params.to_record()) == params
     assert dataclasses.replace(params, seq=2).seq == 2
+
+
+def test_max_weight_cannot_be_varied_to_bisect_a_pods_count(fed_pods) -> None:
+    """Item 5: "does it encode under max_weight=m?" for m = 512, 256, ... is the count."""
+    pods = _secure_pods(fed_pods, 2)
+    grid, plan = make_grid(pods), make_plan(pods, SecureAggregator())
+    _, keys = _setup(grid, 2)
+    both = ["pod-a", "pod-b"]
+    assert not _exchange(grid, plan, keys, 1, 1, both, max_weight=1024).has_error()
+    for seq, guess in enumerate((512, 256, 128, 10**6), start=2):
+        _refused(_exchange(grid, plan, keys, 1, seq, both, max_weight=guess), "settings-changed")

@@ -59,6 +59,8 @@ REFUSALS: dict[str, str] = {
     "the pods of a secure run only ever shrink (no client sampling); start a new run",
     "unknown-pod": "the exchange lists pods that are not in the run's roster; pods join at "
     "key setup only",
+    "settings-changed": "the aggregator's max_weight or number of pods changed during the run "
+    "(or is smaller than the roster); they are fixed for a run: start a new run",
     "bundle-refused": "the run's app bundle carries code or names components other than "
     "fedplug's; a pod runs only the fedplug installed on its machine: run fedplug's own app",
     "unsafe-launch": "the pod was started with plain flower-supernode, which runs whatever "

@@ -23,6 +23,7 @@ from ._secure_state import load_protocol, save_protocol
 from ._update_cache import forget_pod, forget_stale, recall, remember
 
 STATE_KEY = "fedplug-secagg"
+SETTINGS_KEY = STATE_KEY + "-settings"
 #: Seconds a pod keeps an encoded update for a redo; a sweep deletes anything older (a run
 #: that ended or failed without telling the pod), and a later redo fails cleanly.
 REDO_WINDOW_S = 600.0
@@ -116,8 +117,8 @@ def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Mes
         json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
     )
     if STATE_KEY in context.state:
-        # Context state belongs to this Flower run (and stays on the SuperNode), so the
-        # server can neither reset it nor start the pod's record of exchanges afresh.
+        # The state is this Flower run's, kept by the pod process itself (fedplug pod
+        # start) or by the simulation: nothing the server sends resets it.
         raise PolicyRefusal(
             f"pod {runtime.name!r} refuses a second key setup in Flower run {context.run_id}",
             reason="setup-repeated",
@@ -217,10 +218,39 @@ def _npy_array(words: np.ndarray) -> Array:
     return Array(dtype=str(words.dtype), shape=tuple(words.shape), stype="numpy.ndarray", data=data)
 
 
+def _bind_settings(
+    runtime: PodRuntime, context: Context, protocol: PodProtocol, params: SecureParams
+) -> None:
+    """The encoding's settings are fixed for a session, and sized for its roster.
+
+    Otherwise a server could vary ``max_weight`` from exchange to exchange and learn a
+    pod's example count by bisection from which exchanges it could encode; ``n_pods``
+    below the roster size would let the sum wrap around the field.
+    """
+    settings = {"max-weight": int(params.max_weight), "n-pods": int(params.n_pods)}
+    bound = context.state.get(SETTINGS_KEY)
+    if bound is None:
+        if params.n_pods < len(protocol.roster_pods):
+            raise PolicyRefusal(
+                f"pod {runtime.name!r}: n_pods={params.n_pods} is smaller than the roster",
+                reason="settings-changed",
+                pods=[runtime.name],
+            )
+        context.state[SETTINGS_KEY] = ConfigRecord(settings)
+    elif {k: int(str(v)) for k, v in bound.items()} != settings:
+        raise PolicyRefusal(
+            f"pod {runtime.name!r}: the aggregator's settings changed mid-run "
+            f"({dict(bound)} -> {settings})",
+            reason="settings-changed",
+            pods=[runtime.name],
+        )
+
+
 def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
     runtime.require_task_kind(kind)
     params = SecureParams.from_record(message.content[rec.SECURE_KEY])
     protocol = _protocol(runtime, context, params)
+    _bind_settings(runtime, context, protocol, params)
     # Every policy check first, and the exchange recorded as used (in the node's state)
     # before anything is computed or kept: no failure after this can make it reusable.
     protocol.admit(round=params.seq, attempt=params.attempt, participants=params.participants)
