@@ -242,6 +242,16 @@ def test_an_identity_key_file_others_can_read_is_refused(data_pod_dir):
         Pod("a", source, identity_key=key).check()
 
 
+def test_an_identity_key_file_of_another_user_is_refused(data_pod_dir, monkeypatch):
+    import os
+
+    source = CSVSource(data_pod_dir / "people.csv")
+    key = data_pod_dir / "keys" / "clinic-a.pem"
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(key).st_uid + 1)
+    with pytest.raises(PodConfigError, match="belongs to another user"):
+        Pod("a", source, identity_key=key).check()
+
+
 def test_min_pods_defaults_to_two():
     assert PodPolicy().min_pods == 2
 

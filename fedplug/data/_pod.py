@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -405,10 +406,17 @@ class Pod:
                     f"{where}: identity.key_file '{key}' does not exist; create it with "
                     f"`fedplug pod keys {self.source_path or 'POD.yaml'}` or fix the path"
                 )
-            if key.stat().st_mode & 0o077:
+            info = key.stat()
+            if info.st_mode & 0o077:
                 raise PodConfigError(
                     f"{where}: identity.key_file '{key}' is readable or writable by other "
                     f"users; make it private: chmod 600 '{key}'"
+                )
+            if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+                raise PodConfigError(
+                    f"{where}: identity.key_file '{key}' belongs to another user; the pod's "
+                    "identity key must be its owner's own file (create one with "
+                    f"`fedplug pod keys {self.source_path or 'POD.yaml'}`)"
                 )
         if not self.pinned_keys:
             return
