@@ -74,9 +74,9 @@ class FixedPointCodec:
                 f"clip={clip!r} must be a positive finite number (the largest |value| of an "
                 "update element); fix clip"
             )
-        self.clip = float(clip)
-        self.max_weight = _positive_int(max_weight, "max_weight")
-        self.n_pods = _positive_int(n_pods, "n_pods")
+        self.clip: float = float(clip)
+        self.max_weight: int = _positive_int(max_weight, "max_weight")
+        self.n_pods: int = _positive_int(n_pods, "n_pods")
         half = (self.q - 1) // 2
         capacity = self.n_pods * self.max_weight
         if capacity > half:
@@ -98,8 +98,8 @@ class FixedPointCodec:
         self.vmax: int = half // capacity
         # The clamp to vmax is a no-op when even the largest clipped value rounds within it
         # (x * scale and rint are monotonic), which is the usual case.
-        self._clamp = float(np.rint(self.clip * float(scale))) > self.vmax
-        self._half = half
+        self._clamp: bool = float(np.rint(self.clip * float(scale))) > self.vmax
+        self._half: int = half
 
     def __repr__(self) -> str:
         return (
@@ -111,7 +111,7 @@ class FixedPointCodec:
         if (
             isinstance(weight, bool)
             or not isinstance(weight, numbers.Integral)
-            or not 0 <= weight <= self.max_weight
+            or not 0 <= int(weight) <= self.max_weight
         ):
             raise EncodingError(
                 f"{what} {weight!r} must be an integer in [0, max_weight={self.max_weight}]; "
@@ -183,7 +183,9 @@ class FixedPointCodec:
     def encode_count(self, n: int) -> np.uint64:
         """Encode an example count (an integer in [0, max_weight], scale 1) as a field element."""
         count = self._check_weight(n, "count")
-        return np.uint64(count)
+        # numpy's stubs type a scalar constructor's result as Any; it is a uint64.
+        encoded: np.uint64 = np.uint64(count)
+        return encoded
 
     def _signed(self, field_values: object) -> np.ndarray:
         arr = as_field(field_values, self.q, name="field sum")

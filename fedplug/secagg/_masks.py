@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedplug._errors import SecureAggregationError
@@ -100,17 +100,17 @@ _ZEROS_VIEW = memoryview(bytes(8 * _BLOCK))
 _ONES_VIEW = memoryview(b"\xff" * (8 * _BLOCK))  # yields the complemented keystream
 
 
-def _keystream_words(encryptor: object, count: int) -> np.ndarray:
+def _keystream_words(encryptor: CipherContext, count: int) -> np.ndarray:
     """The next ``count`` little-endian uint64 words of the AES-CTR keystream (writable)."""
     nbytes = 8 * count
     # update_into wants block_size - 1 spare bytes after each output slice.
     buf = np.empty(nbytes + 15, dtype=np.uint8)
-    view = memoryview(buf)
+    view = buf.data
     # Chunks keep the zero input small and cache-resident instead of allocating nbytes of it.
     for start in range(0, nbytes, _CHUNK):
         size = min(_CHUNK, nbytes - start)
         data = _ZEROS if size == _CHUNK else _ZEROS[:size]
-        encryptor.update_into(data, view[start : start + size + 15])  # type: ignore[attr-defined]
+        encryptor.update_into(data, view[start : start + size + 15])
     words = buf[:nbytes].view("<u8")
     return words.astype(np.uint64, copy=False)  # no copy on little-endian hosts
 
@@ -141,7 +141,7 @@ def _mask_key(
     return okm[:32], okm[32:]
 
 
-def _keystream(key: bytes, nonce: bytes) -> object:
+def _keystream(key: bytes, nonce: bytes) -> CipherContext:
     """AES-256-CTR over the counter blocks ``nonce || i`` (i = 2, 3, ... as 32-bit big-endian).
 
     Computed with OpenSSL's AES-GCM encryptor on zero input: GCM encrypts with exactly this
@@ -154,7 +154,7 @@ def _keystream(key: bytes, nonce: bytes) -> object:
 
 def _mask_cipher(
     secret: bytes, run_id: str, round: int, attempt: int, participants_digest: bytes, q: int
-) -> object:
+) -> CipherContext:
     """The AES-256-CTR keystream of one pair's mask for one (run, round, attempt)."""
     return _keystream(*_mask_key(secret, run_id, round, attempt, participants_digest, q))
 
@@ -226,9 +226,14 @@ def apply_masks(
     """
     flat = values.reshape(-1)
     n = _check_length(flat.size)
-    context = {"run_id": run_id, "round": round, "attempt": attempt}
     expand = functools.partial(
-        expand_mask, **context, participants_digest=participants_digest, length=n, q=q
+        expand_mask,
+        run_id=run_id,
+        round=round,
+        attempt=attempt,
+        participants_digest=participants_digest,
+        length=n,
+        q=q,
     )
     if q != MERSENNE_61 or n == 0:
         for secret, plus in masks:
@@ -237,7 +242,7 @@ def apply_masks(
     ciphers = [_mask_cipher(s, run_id, round, attempt, participants_digest, q) for s, _ in masks]
     block = min(_BLOCK, n)
     keystream = np.empty(8 * block + 15, dtype=np.uint8)  # update_into wants 15 spare bytes
-    out_view = memoryview(keystream)
+    out_view = keystream.data
     words_block = keystream[: 8 * block].view("<u8").view(np.uint64)
     tmp_block = np.empty(block, dtype=np.uint64)
     exact: dict[int, np.ndarray] = {}  # masks with a rejected word, expanded the exact way
@@ -253,7 +258,7 @@ def apply_masks(
                 # complemented keystream ~w, and (~w) & q = q - (w & q), so either sign costs
                 # the same two passes and one accumulator serves both.
                 data = (_ZEROS_VIEW if plus else _ONES_VIEW)[: 8 * size]
-                cipher.update_into(data, out_view[: 8 * size + 15])  # type: ignore[attr-defined]
+                cipher.update_into(data, out_view[: 8 * size + 15])
                 mask = words_block[:size]
                 np.bitwise_and(mask, _M61, out=mask)
                 # A rejected word (w & q == q, probability 2^-61) shows as q, or as 0 negated.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -169,8 +170,10 @@ class PodProtocol:
             "attempt": self._attempt,
         }
 
-    def restore_state(self, state: Mapping[str, object]) -> None:
+    def restore_state(self, state: Mapping[str, Any]) -> None:
         """Resume a run from ``export_state()`` output (same pod name and identity key)."""
+        # The values are unchecked (the state is read back from outside the pod's memory):
+        # the conversions below are the check, and any failure means a corrupt state.
         try:
             run_id = str(state["run_id"])
             exchange = X25519PrivateKey.from_private_bytes(bytes(state["exchange_private"]))
@@ -217,7 +220,8 @@ class PodProtocol:
         self, run_id: str, roster: Sequence[KeyBundle | Mapping[str, object]]
     ) -> None:
         """Check the roster against this pod's policy, then derive the pair secrets."""
-        if self._bundle is None or run_id != self._run_id:
+        # start_run and restore_state set the bundle and the exchange key together.
+        if self._bundle is None or self._exchange is None or run_id != self._run_id:
             raise SecureAggregationError(
                 f"pod {self.pod!r} got a roster for run {run_id!r} but started run "
                 f"{self._run_id!r}; call start_run({run_id!r}) and publish its bundle first"
@@ -323,13 +327,15 @@ class PodProtocol:
 
     # -- rounds ------------------------------------------------------------------------------
 
-    def _check_round(self, round: object, attempt: object) -> tuple[int, int]:
-        for name, value in (("round", round), ("attempt", attempt)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise SecureAggregationError(
-                    f"pod {self.pod!r}: {name}={value!r} must be a non-negative integer"
-                )
-        round, attempt = int(round), int(attempt)
+    def _index(self, name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: {name}={value!r} must be a non-negative integer"
+            )
+        return int(value)
+
+    def _check_round(self, round_: object, attempt_: object) -> tuple[int, int]:
+        round, attempt = self._index("round", round_), self._index("attempt", attempt_)
         if attempt > MAX_ATTEMPT:
             raise self._refuse(
                 "replayed-round",
