@@ -203,3 +203,26 @@ def test_the_bundles_named_client_app_refuses_on_a_plain_supernode(tmp_path: Pat
     assert payload["reason"] == "unsafe-launch" and payload["pods"] == ["pod-a"]
     assert "plain flower-supernode" in payload["message"]
     assert "fedplug pod start POD.yaml" in payload["message"]
+
+
+def test_a_pod_refusing_the_schema_query_fails_the_run_at_once_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    """A pod on a plain flower-supernode refuses; the run says so, not "not found"."""
+    from fedplug import PodConfigError, PolicyRefusal
+    from fedplug._flower import build_client_app
+    from fedplug._flower._server import discover_pods
+
+    a, b = write_pods(tmp_path, names=("pod-a", "pod-b"), rows=(40, 40))
+    grid = LocalGrid(
+        {1: build_client_app(), 2: flower_app.client_app},
+        node_configs={1: {"pod": str(a)}, 2: {"pod": str(b)}},
+    )
+    # A timeout this long would fail the test run: the refusal must end the search first.
+    with pytest.raises(PolicyRefusal, match=r"pod 'pod-b' refuses \(unsafe-launch\)") as info:
+        discover_pods(grid, ["pod-a", "pod-b"], timeout=3600)
+    assert info.value.reason == "unsafe-launch" and "pod-b" in info.value.pods
+    # A SuperNode that serves no pod is named in the "not found" error.
+    lonely = LocalGrid({1: build_client_app()})
+    with pytest.raises(PodConfigError, match="not found.*serves no pod"):
+        discover_pods(lonely, ["pod-x"], timeout=0.5, interval=0.1)

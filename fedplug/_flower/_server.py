@@ -65,6 +65,7 @@ def discover_pods(
     pending: dict[str, int] = {}  # message id -> node id
     served: dict[str, list[int]] = {}
     infos: dict[str, dict] = {}
+    unanswered: list[str] = []  # what SuperNodes that named no pod said instead
     while True:
         new = [n for n in grid.get_node_ids() if n not in asked]
         if new:
@@ -78,11 +79,12 @@ def discover_pods(
             if node is None:
                 continue
             if reply.has_error():
-                logger.warning(
-                    "SuperNode %s did not say which pod it serves: %s",
-                    node,
-                    failure_text(str(reply.error.reason)),
-                )
+                text = failure_text(str(reply.error.reason))
+                logger.warning("SuperNode %s did not say which pod it serves: %s", node, text)
+                refusal = _refusal_of_wanted(reply, wanted)
+                if refusal is not None:
+                    raise refusal  # the pod's own word, at once, not a "not found" later
+                unanswered.append(text)
                 continue
             record = reply.content["schema"]
             name = str(record["pod"])
@@ -96,11 +98,12 @@ def discover_pods(
             break
         if time.monotonic() > deadline:
             missing = sorted(set(wanted) - set(served))
+            failures = "".join(f" A SuperNode answered: {t}" for t in unanswered)
             raise PodConfigError(
                 f"pod(s) {missing} not found among the connected SuperNodes (found: "
                 f"{sorted(served) or 'none'}) within {timeout:.0f}s. Check the pod names in "
                 "pods.identifiers, or start a SuperNode for each pod "
-                "(`fedplug pod start POD.yaml --superlink HOST:PORT ...`)."
+                f"(`fedplug pod start POD.yaml --superlink HOST:PORT ...`).{failures}"
             )
         time.sleep(interval)
     twice = {name: nodes for name, nodes in served.items() if name in wanted and len(nodes) > 1}
@@ -110,6 +113,24 @@ def discover_pods(
             "and stop the extra SuperNodes."
         )
     return {served[name][0]: name for name in wanted}, {name: infos[name] for name in wanted}
+
+
+def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal | None:
+    """A pod's policy refusal of the schema query, if it names a pod the run wants."""
+    if reply.error.code != rec.POLICY_REFUSAL:
+        return None
+    try:
+        payload = json.loads(str(reply.error.reason))
+        pods = [str(p) for p in payload.get("pods", [])]
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return None
+    if not set(pods) & set(wanted):
+        return None
+    return PolicyRefusal(
+        str(payload.get("message", reply.error.reason)),
+        reason=str(payload.get("reason", "")),
+        pods=pods,
+    )
 
 
 def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
