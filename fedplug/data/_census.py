@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -90,7 +90,7 @@ def _demo_assignment(
     return order, to_inferred
 
 
-def _pod_yaml(name: str, other: str, schema: dict, comment: str) -> str:
+def _pod_yaml(name: str, other: str, schema: dict[str, Any], comment: str) -> str:
     config = {
         "name": name,
         "datasource": {"type": "csv", "path": f"{name}.csv"},

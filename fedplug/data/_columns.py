@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -25,15 +25,16 @@ _ALLOWED_DTYPES = {
 _DEFAULT_DTYPE = {"continuous": "float", "categorical": "string", "text": "string"}
 
 Category = str | int | bool
+Stype = Literal["continuous", "categorical", "text"]
 
 
-def check_stype(stype: Any, where: str) -> str:
+def check_stype(stype: Any, where: str) -> Stype:
     if stype not in STYPES:
         raise SchemaError(
             f"{where}: unknown stype {short_value(stype)}{did_you_mean(str(stype), STYPES)}; "
             f"use one of {quoted(STYPES)}"
         )
-    return stype
+    return cast(Stype, stype)  # one of STYPES, the values of Stype
 
 
 def python_scalar(value: Any) -> Any:
@@ -59,7 +60,7 @@ class ColumnSpec:
     """
 
     name: str
-    stype: Literal["continuous", "categorical", "text"]
+    stype: Stype
     dtype: str
     categories: tuple[Category, ...] | None = None
     nullable: bool = False
@@ -123,7 +124,11 @@ class ColumnSpec:
                 f"values{hint}; these are not: {quoted(wrong[:5])}"
             )
         seen: set[Any] = set()
-        duplicates = [v for v in values if v in seen or seen.add(v)]
+        duplicates = []
+        for v in values:
+            if v in seen:
+                duplicates.append(v)
+            seen.add(v)
         if duplicates:
             raise SchemaError(
                 f"{where}: categories listed more than once: {quoted(duplicates[:5])}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from fedplug._errors import SchemaError
-from fedplug.data._columns import ColumnSpec
+from fedplug.data._columns import Category, ColumnSpec
 from fedplug.data._schema import Schema
 from fedplug.data._text import quoted
 
@@ -24,7 +24,7 @@ def _vocabulary_problem(column: str, specs: Mapping[str, ColumnSpec]) -> str | N
     if union == common:
         return None
     # Group the values by which pods hold them, so each clause reads "X have ..., Y lack".
-    groups: dict[tuple[str, ...], list] = {}
+    groups: dict[tuple[str, ...], list[Category]] = {}
     for value in sorted(union - common, key=lambda v: (type(v).__name__, v)):
         holders = tuple(pod for pod in specs if value in vocab[pod])
         groups.setdefault(holders, []).append(value)
@@ -40,7 +40,9 @@ def _vocabulary_problem(column: str, specs: Mapping[str, ColumnSpec]) -> str | N
     return f"column {column!r}: vocabularies differ: {'; '.join(clauses)}; {_FIX_VOCABULARY}"
 
 
-def _combine_column(column: str, specs: Mapping[str, ColumnSpec]) -> tuple[ColumnSpec | None, list]:
+def _combine_column(
+    column: str, specs: Mapping[str, ColumnSpec]
+) -> tuple[ColumnSpec | None, list[str]]:
     problems: list[str] = []
     stypes = {pod: spec.stype for pod, spec in specs.items()}
     if len(set(stypes.values())) > 1:
@@ -136,5 +138,6 @@ def combine_pod_schemas(
             f"{'s' if len(problems) != 1 else ''}):\n" + "\n".join(f"  - {p}" for p in problems)
         )
     counts = [s.num_rows for s in schemas.values()]
-    total = None if any(c is None for c in counts) else sum(counts)  # type: ignore[misc]
+    known = [c for c in counts if c is not None]
+    total = sum(known) if len(known) == len(counts) else None
     return Schema(combined, name=None, num_rows=total)

@@ -134,8 +134,8 @@ class LoadedPod:
     validation: pd.DataFrame = field(repr=False)
 
 
-def _check_infer_options(options: Any, where: str) -> dict[str, Any]:
-    options = dict(_mapping(options, f"{where}: schema.infer", "{max_categories: 50}"))
+def _check_infer_options(infer: Any, where: str) -> dict[str, Any]:
+    options = dict(_mapping(infer, f"{where}: schema.infer", "{max_categories: 50}"))
     _unknown_keys(options, INFER_KEYS, f"{where}: schema.infer")
     for key in ("force_stypes", "descriptions"):
         if key in options:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from fedplug.data._columns import Category
 from fedplug.data._schema import Schema
 
 _SHOWN_CATEGORIES = 6
 
 
-def _categories(values: tuple | None) -> str:
+def _categories(values: tuple[Category, ...] | None) -> str:
     if values is None:
         return ""
     shown = ", ".join(escape(str(v)) for v in values[:_SHOWN_CATEGORIES])

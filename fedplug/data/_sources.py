@@ -8,12 +8,15 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pandas as pd
 
 from fedplug._errors import DataSourceError, PodConfigError
 from fedplug.data._text import did_you_mean, quoted, type_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 
 class Datasource(ABC):
@@ -232,7 +235,7 @@ class SQLSource(Datasource):
         what = f"table {self.table!r}" if self.table is not None else "query"
         return f"SQL {what} at {self._safe_url()}"
 
-    def _engine(self):
+    def _engine(self) -> Engine:
         import sqlalchemy as sa
         from sqlalchemy.engine import make_url
 
@@ -284,7 +287,8 @@ class SQLSource(Datasource):
                     statement = sa.select(sa.text("*")).select_from(sa.table(self.table))
                     frame = pd.read_sql_query(statement, conn)
                 else:
-                    frame = pd.read_sql_query(sa.text(self.query), conn)
+                    # Exactly one of table and query is set (checked in __init__).
+                    frame = pd.read_sql_query(sa.text(cast(str, self.query)), conn)
                 conn.rollback()  # we never write; make sure nothing could be committed
                 return frame
         except DataSourceError:

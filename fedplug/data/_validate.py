@@ -25,7 +25,7 @@ class Violation:
     column: str | None
     problem: str
     rows: tuple[int, ...] = ()
-    values: tuple = ()
+    values: tuple[Any, ...] = ()
 
     def __str__(self) -> str:
         where = "table" if self.column is None else f"column {self.column!r}"
@@ -40,7 +40,9 @@ class Violation:
         return text
 
 
-def _examples(column: pd.Series, mask: np.ndarray, max_examples: int, with_values: bool):
+def _examples(
+    column: pd.Series, mask: np.ndarray, max_examples: int, with_values: bool
+) -> tuple[tuple[int, ...], tuple[Any, ...]]:
     positions = np.flatnonzero(mask)[:max_examples]
     rows = tuple(int(p) for p in positions)
     if not with_values:

@@ -44,7 +44,7 @@ class _FlowListDumper(yaml.SafeDumper):
     """Writes lists of scalars on one line so vocabularies stay readable."""
 
 
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
     flow = all(not isinstance(v, (list, dict)) for v in data)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
