@@ -154,9 +154,8 @@ def test_a_missing_pod_fails_after_the_connect_timeout(tmp_path: Path) -> None:
 def test_finding_pods_never_waits_on_a_dead_or_unrelated_supernode(tmp_path: Path) -> None:
     pods = write_pods(tmp_path / "pods", names=("p-1", "p-2", "p-3"), rows=(40, 40, 40))
     grid = _grid(pods, deliver=lambda node, message: node != 3)  # node 3 never answers
-    started = time.monotonic()
-    nodes, infos = flower_app.find_pods(grid, ["p-2", "p-1"], timeout=30, interval=0.01)
-    assert time.monotonic() - started < 5
+    # An hour's timeout: had the search waited on node 3, pytest's timeout would end it.
+    nodes, infos = flower_app.find_pods(grid, ["p-2", "p-1"], timeout=3600, interval=0.01)
     assert nodes == {2: "p-2", 1: "p-1"}
     assert set(infos) == {"p-1", "p-2"} and infos["p-1"]["min_pods"] == 2
     with pytest.raises(PodConfigError, match=r"\['p-3'\] not found .*found: \['p-1', 'p-2'\]"):
