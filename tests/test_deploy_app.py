@@ -10,7 +10,6 @@ import argparse
 import io
 import json
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 

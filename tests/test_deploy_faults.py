@@ -6,7 +6,6 @@ the server hears nothing and must rely on its timeouts.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from deploy_helpers import check_against_plaintext, cluster, write_pods
