@@ -32,7 +32,11 @@ def test_python_api_two_pods_secure_fit_serialize_predict(fed_pods, tmp_path) ->
     loaded = TabularClassifier.deserialize(path)
     after = loaded.evaluate(test)
     assert after["accuracy"] == before["accuracy"]
-    assert after["accuracy"] > 0.7  # better than always predicting the majority (~76%) - 6
+    # Better than always predicting the majority class (77% of these rows; the model
+    # gets ~84%), and it ranks well (~0.89 AUC; chance is 0.5).
+    majority = float((test["TARGET"] == test["TARGET"].mode()[0]).mean())
+    assert after["accuracy"] > majority + 0.02, (after, majority)
+    assert after["auc"] > 0.8
     labels = loaded.predict(test.drop(columns=["TARGET"]))
     assert set(labels) <= {"<=50K", ">50K"}
     np.testing.assert_array_equal(labels, model.predict(test))
