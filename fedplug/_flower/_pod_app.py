@@ -56,7 +56,7 @@ def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Mes
 
 
 def _task(message: Message) -> tuple[TrainingTask, ConfigRecord]:
-    config = message.content["config"]
+    config = message.content.config_records["config"]
     return TrainingTask.from_json(str(config[rec.TASK_KEY])), config
 
 
@@ -89,10 +89,10 @@ def plaintext_update(
     if str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS:
         vector, n = trainer.moments()
         return [vector], {}, n
-    weights = message.content["arrays"].to_numpy_ndarrays()
+    weights = message.content.array_records["arrays"].to_numpy_ndarrays()
     # FedProx sends its proximal coefficient in the train config.
-    mu = float(config.get("proximal-mu", 0.0))
-    new_weights, metrics = trainer.fit(weights, int(config.get("server-round", 0)), mu)
+    mu = rec.as_float(config.get("proximal-mu", 0.0))
+    new_weights, metrics = trainer.fit(weights, rec.as_int(config.get("server-round", 0)), mu)
     n = int(metrics.pop("num-examples"))
     return new_weights, metrics, n
 
@@ -103,7 +103,9 @@ def plaintext_metrics(runtime: PodRuntime, message: Message) -> tuple[dict[str, 
     runtime.require_peers_allowed(
         json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
     )
-    metrics = runtime.trainer(task).evaluate(message.content["arrays"].to_numpy_ndarrays())
+    metrics = runtime.trainer(task).evaluate(
+        message.content.array_records["arrays"].to_numpy_ndarrays()
+    )
     n = int(metrics.pop("num-examples"))
     return metrics, n
 

@@ -67,6 +67,20 @@ def config_json(record: ConfigRecord, key: str) -> Any:
     return json.loads(str(record[key]))
 
 
+def as_int(value: Any) -> int:
+    """``int(value)`` of a value read from a message, whatever its kind.
+
+    A record value may be any ConfigRecord or MetricRecord kind, lists included: int() is
+    the check, and its TypeError or ValueError marks the message as malformed.
+    """
+    return int(value)
+
+
+def as_float(value: Any) -> float:
+    """``float(value)`` of a value read from a message; float() is the check (see as_int)."""
+    return float(value)
+
+
 def check_reply_content(content: RecordDict) -> None:
     """Raise if a reply holds a record outside the allow-list (a pod bug, never data)."""
     for name in content:

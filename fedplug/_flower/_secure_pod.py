@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
@@ -21,6 +22,9 @@ from . import _records as rec
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
 from ._update_cache import forget_pod, forget_stale, recall, remember
+
+if TYPE_CHECKING:
+    from flwr.app.typing import ConfigRecordValues
 
 STATE_KEY = "fedplug-secagg"
 SETTINGS_KEY = STATE_KEY + "-settings"
@@ -53,15 +57,15 @@ class SecureParams:
     def from_record(cls, record: ConfigRecord) -> SecureParams:
         return cls(
             run=str(record["run"]),
-            seq=int(record["seq"]),
-            attempt=int(record["attempt"]),
+            seq=rec.as_int(record["seq"]),
+            attempt=rec.as_int(record["attempt"]),
             participants=list(json.loads(str(record["participants"]))),
             roster=list(json.loads(str(record["roster"]))),
             q=int(str(record["q"])),
-            clip=float(record["clip"]),
-            stats_clip=float(record["stats-clip"]),
-            max_weight=int(record["max-weight"]),
-            n_pods=int(record["n-pods"]),
+            clip=rec.as_float(record["clip"]),
+            stats_clip=rec.as_float(record["stats-clip"]),
+            max_weight=rec.as_int(record["max-weight"]),
+            n_pods=rec.as_int(record["n-pods"]),
         )
 
     def to_record(self) -> ConfigRecord:
@@ -111,7 +115,7 @@ def _new_protocol(runtime: PodRuntime, context: Context, q: int) -> PodProtocol:
 def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Message:
     """Publish a signed, fresh exchange key for this run: once per Flower run."""
     runtime.require_task_kind("train")
-    config = message.content["config"]
+    config = message.content.config_records["config"]
     # Refuse before publishing a key for a task with pods this pod has not approved.
     runtime.require_peers_allowed(
         json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
@@ -167,11 +171,11 @@ def _encode(
     """
     from ._pod_app import plaintext_metrics, plaintext_update
 
-    config = message.content["config"]
+    config = message.content.config_records["config"]
     stats = str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS
     if kind == "train":
         arrays, metrics, n = plaintext_update(runtime, message)
-        current = message.content["arrays"].to_numpy_ndarrays()
+        current = message.content.array_records["arrays"].to_numpy_ndarrays()
     else:
         metrics, n = plaintext_metrics(runtime, message)
         arrays, current = [], []
@@ -214,7 +218,7 @@ def _npy_array(words: np.ndarray) -> Array:
     """
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(words))
-    data = b"".join((header.getvalue(), memoryview(np.ascontiguousarray(words)).cast("B")))
+    data = b"".join((header.getvalue(), np.ascontiguousarray(words).data.cast("B")))
     return Array(dtype=str(words.dtype), shape=tuple(words.shape), stype="numpy.ndarray", data=data)
 
 
@@ -227,7 +231,10 @@ def _bind_settings(
     pod's example count by bisection from which exchanges it could encode; ``n_pods``
     below the roster size would let the sum wrap around the field.
     """
-    settings = {"max-weight": int(params.max_weight), "n-pods": int(params.n_pods)}
+    settings: dict[str, ConfigRecordValues] = {
+        "max-weight": int(params.max_weight),
+        "n-pods": int(params.n_pods),
+    }
     bound = context.state.get(SETTINGS_KEY)
     if bound is None:
         if params.n_pods < len(protocol.roster_pods):
@@ -248,7 +255,7 @@ def _bind_settings(
 
 def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
     runtime.require_task_kind(kind)
-    params = SecureParams.from_record(message.content[rec.SECURE_KEY])
+    params = SecureParams.from_record(message.content.config_records[rec.SECURE_KEY])
     protocol = _protocol(runtime, context, params)
     _bind_settings(runtime, context, protocol, params)
     # Every policy check first, and the exchange recorded as used (in the node's state)
