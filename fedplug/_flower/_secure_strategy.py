@@ -116,7 +116,7 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
 def _upload(pod: str, reply: Message) -> tuple[np.ndarray, int]:
     """A pod's packed masked words (``_field.pack``), viewed in place, and their length."""
     try:
-        (array,) = reply.content["masked"].values()
+        (array,) = reply.content.array_records["masked"].values()
         stream = io.BytesIO(array.data)
         major, _ = np.lib.format.read_magic(stream)
         read_header = (
@@ -129,7 +129,7 @@ def _upload(pod: str, reply: Message) -> tuple[np.ndarray, int]:
             raise ValueError(f"dtype {dtype} and shape {shape}, not a vector of uint64 words")
         # A read-only view of the message's bytes: no copy of an upload is ever made.
         words = np.frombuffer(array.data, dtype="<u8", count=shape[0], offset=stream.tell())
-        length = int(reply.content["layout"]["length"])
+        length = rec.as_int(reply.content.config_records["layout"]["length"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SecureAggregationError(
             f"the upload of pod {pod!r} is malformed ({exc}); the pod and the server must run "
@@ -238,7 +238,7 @@ class SecureAggregationStrategy(AggregationStrategy):
     ) -> tuple[np.ndarray, int, list[str]]:
         """Decode the sum of the participants' vectors, redoing once after a dropout."""
         assert self._params is not None and self._grid is not None
-        params = self._params
+        params, grid = self._params, self._grid
         replies = list(replies)
         good, failed = split_replies(self.session, replies, what, self._sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
@@ -258,7 +258,7 @@ class SecureAggregationStrategy(AggregationStrategy):
             except SecureAggregationError as exc:
                 detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
                 raise SecureAggregationError(f"{what}: {exc}. Why: {detail}") from exc
-            answered = self._redo(params, survivors, what)
+            answered = self._redo(grid, params, survivors, what)
             # The run goes on without them: the pods accept only sets that shrink.
             self.keys.active = set(answered)
         uploads = {pod: _upload(pod, reply) for pod, reply in answered.items()}
@@ -305,12 +305,14 @@ class SecureAggregationStrategy(AggregationStrategy):
         mean = codec.decode_mean(total[:-2], n_total)
         return mean, n_total, keys
 
-    def _redo(self, params: SecureParams, survivors: list[str], what: str) -> dict[str, Message]:
+    def _redo(
+        self, grid: Grid, params: SecureParams, survivors: list[str], what: str
+    ) -> dict[str, Message]:
         redo = SecureParams(**{**params.__dict__, "attempt": 1, "participants": sorted(survivors)})
         self._params = redo
         by_pod = {self.session.pods[m.metadata.dst_node_id]: m for m in self._sent}
         sent = [self._message(by_pod[p], redo, by_pod[p].metadata.message_type) for p in survivors]
-        replies = list(self._grid.send_and_receive(sent, timeout=self.settings.timeout))
+        replies = list(grid.send_and_receive(sent, timeout=self.settings.timeout))
         good, failed = split_replies(self.session, replies, what + " (redo)", sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
         lost = sorted(set(survivors) - set(answered))

@@ -86,13 +86,13 @@ def discover_pods(
                     raise refusal  # the pod's own word, at once, not a "not found" later
                 unanswered.append(text)
                 continue
-            record = reply.content["schema"]
+            record = reply.content.config_records["schema"]
             name = str(record["pod"])
             served.setdefault(name, []).append(node)
             infos[name] = {
                 "schema": json.loads(str(record["schema"])),
                 "require_secure": bool(record["require-secure"]),
-                "min_pods": int(record["min-pods"]),
+                "min_pods": rec.as_int(record["min-pods"]),
             }
         if set(wanted) <= set(served):
             break

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
@@ -16,6 +17,9 @@ from fedplug._errors import FedplugError, TrainingError
 from ._pod_app import build_client_app
 from ._server import RunPlan, RunResult, run_plan
 from ._update_cache import forget_pod
+
+if TYPE_CHECKING:
+    from flwr.app.typing import ConfigRecordValues
 
 
 def quiet_flower(verbose: bool) -> None:
@@ -34,15 +38,17 @@ def run_in_simulation(
     verbose: bool = False,
 ) -> RunResult:
     """Run ``plan`` with one simulated SuperNode per pod file and return its result."""
-    outcome: dict[str, object] = {}
+    # What the ServerApp's main left: its result, or the exception it raised.
+    results: list[RunResult] = []
+    errors: list[BaseException] = []
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
         try:
-            outcome["result"] = run_plan(grid, plan)
+            results.append(run_plan(grid, plan))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
+            errors.append(exc)
 
     client = build_client_app([str(Path(p).resolve()) for p in pod_files])
     quiet_flower(verbose)
@@ -50,7 +56,7 @@ def run_in_simulation(
     # errors come back to the server as error replies.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    backend_config = {
+    backend_config: dict[str, dict[str, ConfigRecordValues]] = {
         "client_resources": {"num_cpus": cpus_per_pod, "num_gpus": 0.0},
         "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
     }
@@ -66,13 +72,13 @@ def run_in_simulation(
         # The pods' state on disk (updates kept for a redo) ends with the run.
         for name in plan.pods:
             forget_pod(name)
-    if "error" in outcome:
-        error = outcome["error"]
+    if errors:
+        error = errors[-1]
         if isinstance(error, FedplugError):
             raise error
         raise TrainingError(f"the federated run failed: {type(error).__name__}: {error}") from error
-    if "result" not in outcome:
+    if not results:
         raise TrainingError(
             "the simulation ended without a result; rerun with verbose=True to see Flower's log."
         )
-    return outcome["result"]  # type: ignore[return-value]
+    return results[-1]

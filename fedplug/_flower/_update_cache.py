@@ -274,7 +274,7 @@ def remember(pod: str, run: str, seq: int, vector: np.ndarray, keys: list[str]) 
         try:
             try:
                 _write_all(fd, memoryview(header))
-                _write_all(fd, memoryview(words).cast("B"))
+                _write_all(fd, words.data.cast("B"))
             finally:
                 os.close(fd)
             # The directory is private, and a rename replaces whatever has the final name
@@ -375,7 +375,7 @@ def _read(fd: int, seq: int, where: Path) -> tuple[np.ndarray, list[str]]:
     if not matches:
         raise PodConfigError(f"fedplug update file {where} does not match its header; deleted")
     words = np.empty(length, dtype="<u8")
-    _read_exactly(fd, memoryview(words).cast("B"), where)
+    _read_exactly(fd, words.data.cast("B"), where)
     return words, keys
 
 
