@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fedplug._errors import SchemaError
-from fedplug.data._columns import DTYPES, STYPES, ColumnSpec, check_stype, python_scalar
+from fedplug.data._columns import DTYPES, STYPES, ColumnSpec, Stype, check_stype, python_scalar
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._validate import Violation, find_violations, validation_error
 from fedplug.data._yaml import dump_yaml, read_yaml, write_text
@@ -58,12 +58,13 @@ def _storage_type(series: pd.Series, name: str) -> tuple[str, pd.Series]:
 def _infer_column(
     name: str,
     series: pd.Series,
-    forced: str | None,
+    forced: Stype | None,
     max_categories: int,
     description: str | None,
 ) -> ColumnSpec:
     dtype, series = _storage_type(series, name)
     present = series.dropna()
+    stype: Stype
     if forced is None:
         if dtype in ("int", "float"):
             stype = "continuous"
@@ -98,7 +99,7 @@ def _infer_column(
         categories = tuple(python_scalar(v) for v in values)
     return ColumnSpec(
         name=name,
-        stype=stype,  # type: ignore[arg-type]
+        stype=stype,
         dtype=dtype,
         categories=categories,
         nullable=bool(series.isna().any()),
@@ -277,15 +278,17 @@ class Schema(Mapping[str, ColumnSpec]):
         _check_known("force_stypes", force, labels)
         _check_known("ignore_cols", ignored, labels)
         _check_known("descriptions", notes, labels)
-        for col, stype in force.items():
-            check_stype(stype, f"force_stypes for column {col!r}")
+        forced = {
+            col: check_stype(stype, f"force_stypes for column {col!r}")
+            for col, stype in force.items()
+        }
         for col, text in notes.items():
             if not isinstance(text, str):
                 raise SchemaError(
                     f"description of column {col!r} must be a string, got {type_name(text)}"
                 )
         specs = [
-            _infer_column(col, frame[col], force.get(col), max_categories, notes.get(col))
+            _infer_column(col, frame[col], forced.get(col), max_categories, notes.get(col))
             for col in labels
             if col not in ignored
         ]
