@@ -78,6 +78,11 @@ class TabularClassifier:
     #: model plugin).
     fedplug_plugin_api = 1
 
+    # Set once trained (fit() or deserialize()); absent before: the trained task and
+    # weights, and the history of the federated run.
+    _fitted: tuple[TrainingTask, list[np.ndarray]]
+    history_: list[dict[str, Any]]
+
     def __init__(
         self,
         datastructure: DataStructure,

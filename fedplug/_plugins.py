@@ -92,7 +92,7 @@ def list_plugins(kind: str | None = None) -> list[PluginInfo]:
     if kind is not None:
         group(kind)  # an unknown kind is an error
     kinds: Iterable[str] = KINDS if kind is None else (kind,)
-    records = []
+    records: list[PluginInfo] = []
     for k in kinds:
         for claims in _entries(k).values():
             records.extend(info for info, _ in claims)

@@ -134,8 +134,8 @@ def _groups(runs: list[RunSummary], varying: list[str]) -> list[dict[str, Any]]:
     for key, members in grouped.items():
         summary: dict[str, Any] = {"setting": dict(zip(by, key, strict=True)), "runs": len(members)}
         for metric in (*METRICS, "seconds"):
-            values = [(r.seconds if metric == "seconds" else r.final.get(metric)) for r in members]
-            values = [v for v in values if v is not None]
+            found = [(r.seconds if metric == "seconds" else r.final.get(metric)) for r in members]
+            values = [v for v in found if v is not None]
             if values:
                 summary[metric] = {
                     "mean": statistics.fmean(values),

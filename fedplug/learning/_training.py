@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -81,7 +82,8 @@ def train_local(
     anchor = [p.detach().clone() for p in net.parameters()] if mu > 0 else []
     net.train()
     batches_per_epoch = math.ceil(n / bs)
-    n_epochs = epochs if epochs is not None else math.ceil(steps / batches_per_epoch)
+    # Exactly one of epochs and steps is given (checked above): without epochs, steps is set.
+    n_epochs = epochs if epochs is not None else math.ceil(cast(int, steps) / batches_per_epoch)
     remaining = steps if steps is not None else n_epochs * batches_per_epoch
     loss_sum = torch.zeros((), device=device)
     seen = 0

@@ -82,7 +82,7 @@ def check_strategy(
     check_parameters(factory, n_pods=n_pods)
     check_round_types(factory, n_pods=n_pods, seed=seed, params=params)
     check_determinism(factory, n_pods=n_pods, seed=seed, params=params)
-    if factory.secure_compatible:
+    if getattr(factory, "secure_compatible", None) is True:  # a bool: checked above
         check_weighted_mean(
             factory, n_pods=n_pods, seed=seed, params=params, server_step=server_step
         )
