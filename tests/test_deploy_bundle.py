@@ -17,10 +17,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 from deploy_helpers import CONNECTION, cluster, make_node_key
 
 from fedplug.secagg import IdentityKey
+
+# Starts real SuperLinks and SuperNodes: the slow tier (`pytest -m deploy`).
+pytestmark = pytest.mark.deploy
 
 NAMES = ("pod-a", "pod-b")
 SECRET = "Patient-4711-HIV-positive"

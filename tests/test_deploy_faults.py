@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from deploy_helpers import check_against_plaintext, cluster, write_pods
+
+# Starts real SuperLinks and SuperNodes: the slow tier (`pytest -m deploy`).
+pytestmark = pytest.mark.deploy
 
 TIMEOUT = 15.0  # seconds the server waits for pods in each exchange (and in the redo)
 TIMEOUTS = f"federation.round_timeout={TIMEOUT} aggregator.params.timeout={TIMEOUT}"

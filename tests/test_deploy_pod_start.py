@@ -18,6 +18,9 @@ import httpx
 import pytest
 from deploy_helpers import Cluster, Proc, cluster, descendants, wait_for, write_pods
 
+# Starts real SuperLinks and SuperNodes: the slow tier (`pytest -m deploy`).
+pytestmark = pytest.mark.deploy
+
 
 def _supernode_child(proc: Proc) -> int:
     """The pid of the pod process's flower-supernode child."""

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from deploy_helpers import cluster, write_pods
+
+# Starts real SuperLinks and SuperNodes: the slow tier (`pytest -m deploy`).
+pytestmark = pytest.mark.deploy
 
 
 def test_a_pod_refuses_an_unapproved_peer_and_the_error_names_both(tmp_path: Path) -> None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from deploy_helpers import check_against_plaintext, cluster, write_pods
+
+# Starts real SuperLinks and SuperNodes: the slow tier (`pytest -m deploy`).
+pytestmark = pytest.mark.deploy
 
 PODS = "pods.identifiers=[pod-a,pod-b,pod-c]"
 

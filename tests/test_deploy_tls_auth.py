@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from deploy_helpers import (
     CONNECTION,
     check_against_plaintext,
@@ -18,6 +19,9 @@ from deploy_helpers import (
     wait_for,
     write_pods,
 )
+
+# Starts real SuperLinks and SuperNodes: the slow tier (`pytest -m deploy`).
+pytestmark = pytest.mark.deploy
 
 NAMES = ("pod-a", "pod-b", "pod-c", "pod-x")
 
