@@ -354,15 +354,22 @@ def _state_files(root) -> list[str]:  # noqa: ANN001
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+@pytest.fixture
+def state_root(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
+    """The pods' private state directory, for this test alone."""
+    root = tmp_path / "state"
+    monkeypatch.setenv("FEDPLUG_STATE_DIR", str(root))
+    return root
+
+
 def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
-    fed_pods, tmp_path, monkeypatch
+    fed_pods, state_root
 ) -> None:
     import dataclasses
 
     from fedplug._flower._secure_pod import SecureParams
 
-    root = tmp_path / "state"
-    monkeypatch.setenv("FEDPLUG_STATE_DIR", str(root))
+    root = state_root
     pods = fed_pods(3, rows=200)
     _, grid = run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1), rounds=2)
     files = _state_files(root)
@@ -388,16 +395,13 @@ def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
     assert _state_files(root) == files
 
 
-def test_the_pod_sweep_deletes_state_older_than_the_redo_window(
-    fed_pods, tmp_path, monkeypatch
-) -> None:
+def test_the_pod_sweep_deletes_state_older_than_the_redo_window(fed_pods, state_root) -> None:
     import os
     import time
 
     from fedplug._flower._secure_pod import REDO_WINDOW_S, sweep_state
 
-    root = tmp_path / "state"
-    monkeypatch.setenv("FEDPLUG_STATE_DIR", str(root))
+    root = state_root
     pods = fed_pods(2, rows=150)
     run_local(pods, SecureAggregator(), rounds=1)
     files = _state_files(root)
