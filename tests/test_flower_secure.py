@@ -320,13 +320,13 @@ def test_malformed_upload_names_the_pod() -> None:
 def test_pod_upload_bytes_are_what_flower_would_write() -> None:
     from flwr.app import Array
 
-    from fedplug._flower._secure_pod import _npy_array
+    from fedplug._flower._flower_internals import npy_array
     from fedplug.secagg._field import pack, padded_size
 
     buffer = np.zeros(padded_size(1000), dtype=np.uint64)
     buffer[:1000] = np.arange(1000, dtype=np.uint64) * np.uint64(2**50)
     words = pack(buffer, in_place=True)  # a view into the pod's buffer, as sent
-    array = _npy_array(words)
+    array = npy_array(words)
     assert array.data == Array(words.copy()).data
     np.testing.assert_array_equal(array.numpy(), words)
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
+
+from ._flower_internals import ensure_task_identity, set_message_id
 
 # Decides whether a node answers a message: (node_id, message) -> bool.
 DeliveryFilter = Callable[[int, Message], bool]
@@ -43,11 +44,7 @@ class LocalGrid(Grid):
         self.deliver = deliver
         self.sent: list[Message] = []
         self.replies: list[Message] = []
-        for attr, value in (("run_id", 1), ("node_id", 0), ("task_id", 0)):
-            try:
-                getattr(TaskIdentity, attr)
-            except RuntimeError:
-                setattr(TaskIdentity, attr, value)
+        ensure_task_identity(run_id=1, node_id=0, task_id=0)
 
     # -- Grid API --------------------------------------------------------------------------
     def set_run(self, run) -> None:  # noqa: ANN001 - flwr's Run
@@ -74,7 +71,7 @@ class LocalGrid(Grid):
         """Deliver each message at once; its reply (if the node answers) waits to be pulled."""
         ids = []
         for message in messages:
-            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            set_message_id(message, uuid.uuid4().hex)
             self.sent.append(message)
             ids.append(message.metadata.message_id)
             node_id = message.metadata.dst_node_id
@@ -83,7 +80,7 @@ class LocalGrid(Grid):
             if self.deliver is not None and not self.deliver(node_id, message):
                 continue  # the node is silent: the caller sees a missing reply, as on timeout
             reply = self._apps[node_id](message, self._contexts[node_id])
-            reply.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            set_message_id(reply, uuid.uuid4().hex)
             self.replies.append(reply)
         return ids
 

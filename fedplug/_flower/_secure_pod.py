@@ -6,19 +6,19 @@ names of its metrics: never a plaintext update, count or metric value.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
 from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol
 from fedplug.secagg._field import pack, padded_size
 
 from . import _records as rec
+from ._flower_internals import npy_array
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
 from ._update_cache import forget_pod, forget_stale, recall, remember
@@ -210,18 +210,6 @@ def _encode(
     return buffer.view(np.uint64), length, keys
 
 
-def _npy_array(words: np.ndarray) -> Array:
-    """``words`` as a Flower Array in NumPy's .npy format, copied once.
-
-    Flower's ``Array.from_numpy_ndarray`` goes through ``np.save`` and a BytesIO, three
-    copies of a multi-megabyte upload; the bytes are the same.
-    """
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(words))
-    data = b"".join((header.getvalue(), np.ascontiguousarray(words).data.cast("B")))
-    return Array(dtype=str(words.dtype), shape=tuple(words.shape), stype="numpy.ndarray", data=data)
-
-
 def _bind_settings(
     runtime: PodRuntime, context: Context, protocol: PodProtocol, params: SecureParams
 ) -> None:
@@ -290,7 +278,7 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     # Field elements use 61 of 64 bits: packing them saves 4.5% of the upload.
     content = RecordDict(
         {
-            "masked": ArrayRecord({"0": _npy_array(pack(buffer, params.q, in_place=True))}),
+            "masked": ArrayRecord({"0": npy_array(pack(buffer, params.q, in_place=True))}),
             "layout": ConfigRecord({"metric-keys": json.dumps(keys), "length": int(length)}),
         }
     )

@@ -7,7 +7,6 @@ synthetic reply carrying the mean, whose weighted mean is itself.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import secrets
@@ -25,6 +24,7 @@ from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
 
 from . import _records as rec
+from ._flower_internals import npy_words
 from ._secure_pod import SecureParams
 from ._session import PodGrid, PodSession, missing_pods, split_replies
 from ._wrapper import AggregationStrategy, RoundCallback, metrics_dict
@@ -117,18 +117,8 @@ def _upload(pod: str, reply: Message) -> tuple[np.ndarray, int]:
     """A pod's packed masked words (``_field.pack``), viewed in place, and their length."""
     try:
         (array,) = reply.content.array_records["masked"].values()
-        stream = io.BytesIO(array.data)
-        major, _ = np.lib.format.read_magic(stream)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, _, dtype = read_header(stream)
-        if dtype != np.dtype("<u8") or len(shape) != 1:
-            raise ValueError(f"dtype {dtype} and shape {shape}, not a vector of uint64 words")
         # A read-only view of the message's bytes: no copy of an upload is ever made.
-        words = np.frombuffer(array.data, dtype="<u8", count=shape[0], offset=stream.tell())
+        words = npy_words(array)
         length = rec.as_int(reply.content.config_records["layout"]["length"])
     except (KeyError, TypeError, ValueError) as exc:
         raise SecureAggregationError(

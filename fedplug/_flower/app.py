@@ -94,15 +94,12 @@ def console_logging() -> Iterator[None]:
 
 def _config_dir(grid: Grid) -> Path:
     """The FAB's ``conf/`` (the modeller's configs travel with ``flwr run``), else fedplug's."""
-    from flwr.common.config import get_project_dir
-
     from fedplug.cli._run import conf_dir
 
-    run = grid.run
-    try:
-        shipped = get_project_dir(run.fab_id, run.fab_version, run.fab_hash) / "conf"
-    except (ValueError, AttributeError):
-        shipped = None
+    from ._flower_internals import fab_project_dir
+
+    project = fab_project_dir(grid.run)
+    shipped = project / "conf" if project is not None else None
     if shipped is not None and (shipped / "config.yaml").is_file():
         return shipped
     return conf_dir()
