@@ -165,6 +165,13 @@ def test_the_executor_keeps_the_pods_state_to_itself(tmp_path: Path, fedplug_fab
         other = _task(fedplug_fab, rec.SECAGG_SETUP, run_id=78)
         other.message.content["config"] = config
         assert not executor.answer(other)[0].has_error()
+        # Many runs, refused bundles or not, never push run 77's record out.
+        evil = _rebuild(fedplug_fab, extra={"evil.py": b""})
+        for run_id in range(100, 140):
+            executor.answer(_task(evil if run_id % 2 else fedplug_fab, run_id=run_id))
+        assert all(run % 2 == 0 for run in executor._states if run >= 100)  # refused: none
+        reply, _, _ = executor.answer(again)
+        assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "setup-repeated"
     finally:
         executor.close()
 
@@ -181,6 +188,13 @@ def test_a_listener_on_the_runtime_port_must_be_the_pods_supernode() -> None:
         assert listener_owner(port, [os.getpid()]) is True
         # Somebody else's listener (here: ours, seen from another process's pids).
         assert listener_owner(port, [os.getppid()]) is False
+    # A wildcard listener takes 127.0.0.1's calls too: it counts.
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert listener_owner(port, [os.getppid()]) is False
+        assert listener_owner(port, [os.getpid()]) is True
 
 
 def test_the_shared_secret_is_private_and_removed(tmp_path: Path) -> None:

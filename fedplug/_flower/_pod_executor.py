@@ -76,8 +76,6 @@ CHILD_STOP_GRACE = 5.0
 WARN_EVERY = 30.0
 #: Seconds between two sweeps of the pod's state on disk.
 SWEEP_EVERY = 30.0
-#: Runs whose state the pod keeps in memory at once (one is the norm).
-MAX_RUNS_KEPT = 8
 
 
 # -- who listens on the Runtime API port -------------------------------------------------
@@ -104,24 +102,28 @@ def listener_owner(port: int, pids: Sequence[int]) -> bool | None:
     None when nothing listens there yet (or /proc cannot tell, off Linux). A local user
     who binds the port first could otherwise pose as the pod's SuperNode.
     """
-    table = Path("/proc/net/tcp")
-    if not table.exists():
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
         return True  # no /proc: nothing to check with (the secret still guards the API)
-    wanted = f"0100007F:{port:04X}"
+    # Any address counts: a wildcard (0.0.0.0, ::) listener also takes 127.0.0.1's calls.
+    suffix = f":{port:04X}"
     inodes = set()
-    for line in table.read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 9 and fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
-            inodes.add(f"socket:[{fields[9]}]")
+    for table in tables:
+        lines = table.read_text().splitlines()[1:] if table.exists() else []
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[1].endswith(suffix) and fields[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
     if not inodes:
         return None
+    ours = set()
     for pid in pids:
         with contextlib.suppress(OSError):
             for fd in Path(f"/proc/{pid}/fd").iterdir():
                 with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return True
-    return False
+                    ours.add(os.readlink(fd))
+    # Every listener on the port must be the SuperNode's: one other is one too many.
+    return inodes <= ours
 
 
 # -- the bundle ----------------------------------------------------------------------------
@@ -259,7 +261,16 @@ class PodExecutor:
                         self.port,
                     )
                     return 1
-                if owner is None and time.monotonic() - started < STARTUP_TIMEOUT:
+                if owner is None:
+                    if time.monotonic() - started > STARTUP_TIMEOUT:
+                        logger.error(
+                            "fedplug pod %r stops: its SuperNode did not listen on "
+                            "127.0.0.1:%d within %.0f s.",
+                            self.name,
+                            self.port,
+                            STARTUP_TIMEOUT,
+                        )
+                        return 1
                     stop.wait(self.interval)  # the SuperNode is not listening yet
                     continue
                 verified = True
@@ -338,8 +349,8 @@ class PodExecutor:
                 channel.close()
 
     def _state_for(self, run_id: int) -> RecordDict:
-        if run_id not in self._states and len(self._states) >= MAX_RUNS_KEPT:
-            del self._states[next(iter(self._states))]  # the oldest run's: it has ended
+        # Never evicted: dropping a run's record would let its server set up keys again.
+        # A run's state is a few kilobytes, and only runs of fedplug's own app get one.
         return self._states.setdefault(run_id, RecordDict())
 
     def verdict(self, task: TaskInput) -> str | None:
@@ -357,28 +368,25 @@ class PodExecutor:
         The app sees this process's own state for the run, never the Runtime API's, and
         the context handed back holds none of it: the pod's secrets never leave it.
         """
-        context, task.context = (
-            task.context,
-            dataclasses.replace(task.context, state=self._state_for(task.run_id)),
-        )
+        context = task.context
         try:
+            why = self.verdict(task)
+            if why is not None:
+                return self._refuse(task, why)
+            task.context = dataclasses.replace(context, state=self._state_for(task.run_id))
             return self._answer(task)
         finally:
             task.context = dataclasses.replace(context, state=RecordDict())
 
+    def _refuse(self, task: TaskInput, why: str) -> tuple[Message, str, str]:
+        text = refusal_text(self.name, task.run_id, why)
+        logger.warning(
+            "fedplug pod %r refuses run %d (%s): %s", self.name, task.run_id, BUNDLE_REFUSED, why
+        )
+        reply = rec.refusal_reply(task.message, BUNDLE_REFUSED, text, pods=[self.name])
+        return reply, FAILED, text
+
     def _answer(self, task: TaskInput) -> tuple[Message, str, str]:
-        why = self.verdict(task)
-        if why is not None:
-            text = refusal_text(self.name, task.run_id, why)
-            logger.warning(
-                "fedplug pod %r refuses run %d (%s): %s",
-                self.name,
-                task.run_id,
-                BUNDLE_REFUSED,
-                why,
-            )
-            reply = rec.refusal_reply(task.message, BUNDLE_REFUSED, text, pods=[self.name])
-            return reply, FAILED, text
         try:
             return self.app(task.message, task.context), COMPLETED, ""
         except Exception as exc:  # noqa: BLE001 - the app answers errors itself; belt and braces
