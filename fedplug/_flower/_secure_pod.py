@@ -7,6 +7,7 @@ names of its metrics: never a plaintext update, count or metric value.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from ._update_cache import forget_pod, forget_stale, recall, remember
 
 if TYPE_CHECKING:
     from flwr.app.typing import ConfigRecordValues
+
+logger = logging.getLogger("fedplug.pod")
 
 STATE_KEY = "fedplug-secagg"
 SETTINGS_KEY = STATE_KEY + "-settings"
@@ -204,9 +207,22 @@ def _encode(
         params.stats_clip if stats else params.clip, params.max_weight, params.n_pods, params.q
     )
     # Encoded in place: the float64 buffer becomes the field vector (no second copy).
-    encoded, clipped = codec.encode_weighted(values, int(n), out=values.view(np.uint64))
-    encoded[-2] = codec.encode_count(int(n))
-    encoded[-1] = codec.encode_count(int(clipped))
+    # A count above max_weight is capped, never refused: a refusal would tell the server,
+    # one bit per run, whether this pod's count exceeds a bound of its choosing. The cap
+    # is counted with the clipped values (summed, so reported for the federation only).
+    weight = min(int(n), int(params.max_weight))
+    if weight < n:
+        logger.warning(
+            "pod %s: %d examples exceed the aggregator's max_weight=%d; weighted as %d",
+            runtime.name,
+            n,
+            params.max_weight,
+            weight,
+        )
+    encoded, clipped = codec.encode_weighted(values, weight, out=values.view(np.uint64))
+    encoded[-2] = codec.encode_count(weight)
+    # The clipped count is capped the same way (it only ever reports that clipping happened).
+    encoded[-1] = codec.encode_count(min(int(clipped) + int(weight < n), int(params.max_weight)))
     return buffer.view(np.uint64), length, keys
 
 
