@@ -125,3 +125,36 @@ def test_from_dict_errors_name_the_pod_and_field() -> None:
         KeyBundle.from_dict({**data, "pod": ""})
     with pytest.raises(SecureAggregationError, match="must be a mapping"):
         KeyBundle.from_dict(["pod-a"])  # type: ignore[arg-type]
+
+
+def test_load_private_refuses_links_loose_modes_and_missing_files(tmp_path: Path) -> None:
+    """A pod's identity key is read only from its owner's own private file (issue 10)."""
+    import os
+
+    key = IdentityKey.generate()
+    path = tmp_path / "pod.pem"
+    path.write_bytes(key.to_pem())
+    path.chmod(0o600)
+    assert IdentityKey.load_private(path).public_bytes() == key.public_bytes()
+    # Someone swaps in a link to their own key: never followed.
+    theirs = tmp_path / "theirs.pem"
+    theirs.write_bytes(IdentityKey.generate().to_pem())
+    theirs.chmod(0o600)
+    link = tmp_path / "link.pem"
+    link.symlink_to(theirs)
+    with pytest.raises(SecureAggregationError, match="not a symbolic link"):
+        IdentityKey.load_private(link)
+    path.chmod(0o644)
+    with pytest.raises(SecureAggregationError, match="chmod 600"):
+        IdentityKey.load_private(path)
+    with pytest.raises(SecureAggregationError, match="fedplug pod keys"):
+        IdentityKey.load_private(tmp_path / "missing.pem")
+    assert not (tmp_path / "missing.pem").exists()
+    path.chmod(0o600)
+    real = os.geteuid
+    try:
+        os.geteuid = lambda: real() + 1  # type: ignore[assignment]
+        with pytest.raises(SecureAggregationError, match="belongs to another user"):
+            IdentityKey.load_private(path)
+    finally:
+        os.geteuid = real  # type: ignore[assignment]

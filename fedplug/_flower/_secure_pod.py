@@ -93,7 +93,8 @@ def identity_for(runtime: PodRuntime, context: Context) -> IdentityKey:
     """The pod's long-term key: its key file, else one kept in the node's state."""
     key_file = runtime.pod.identity_key
     if key_file:
-        return IdentityKey.load_or_create(key_file)
+        # Its owner and mode were checked at load; checked again on the open file here.
+        return IdentityKey.load_private(key_file)
     record = context.state.get(STATE_KEY + "-identity")
     if record is not None:
         return IdentityKey.from_pem(str(record["pem"]).encode())

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,36 @@ class IdentityKey:
             raise SecureAggregationError(
                 f"cannot read identity key file {path}: {exc}; fix its permissions or path"
             ) from exc
+        return cls.from_pem(data, source=f"identity key file {path}")
+
+    @classmethod
+    def load_private(cls, path: str | os.PathLike[str]) -> IdentityKey:
+        """Load the key at ``path``, which must be this user's own private regular file.
+
+        Opened without following a symbolic link and checked on the open file, so a file
+        swapped in after a check (by another user who can write the key's folder) is never
+        used; a missing key is an error, never created here.
+        """
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        except OSError as exc:
+            raise SecureAggregationError(
+                f"cannot open identity key file {path}: {exc}; it must be a regular file "
+                "(not a symbolic link); create it with `fedplug pod keys POD.yaml`"
+            ) from exc
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            problem = None
+            if not stat.S_ISREG(info.st_mode):
+                problem = "is not a regular file"
+            elif hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+                problem = "belongs to another user"
+            elif info.st_mode & 0o077:
+                problem = f"is readable or writable by other users (chmod 600 {path})"
+            if problem:
+                raise SecureAggregationError(f"identity key file {path} {problem}")
+            data = handle.read()
         return cls.from_pem(data, source=f"identity key file {path}")
 
     def public_bytes(self) -> bytes:
