@@ -1,8 +1,9 @@
-"""Keeping a pod's protocol state in Flower's node state between messages.
+"""Keeping a pod's protocol state in ``context.state`` between messages.
 
-A SuperNode may run each message in a fresh ClientApp process, so the pod's exchange key,
-roster and used rounds live in ``context.state``, which stays on the SuperNode and is
-never sent.
+The pod's exchange key, roster and used exchanges live in the context's state. Under
+``fedplug pod start`` that state is the pod process's own, per Flower run (the executor
+never takes it from, nor gives it to, the SuperNode's Runtime API); in a simulation it is
+the simulated node's. Either way it is never sent.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """A pod's encoded update, kept for the one re-masking redo a round may need.
 
-Kept in a file on the pod's own machine, not in memory: a real SuperNode runs each message
-in a fresh ClientApp process, the simulation engine may run a pod's next message in another
-worker, and carrying the vector in Flower's node state would ship it (8 bytes a parameter)
-with every message. The caller may overwrite its array once ``remember`` returns (the pod
+Kept in a file on the pod's own machine, not in memory: the simulation engine may run a
+pod's next message in another worker, and carrying the vector in Flower's node state would
+ship it (8 bytes a parameter) with every message. (A pod under ``fedplug pod start`` is one
+long-lived process and could keep it in memory; the redo, and this file, go away with
+double masking.) The caller may overwrite its array once ``remember`` returns (the pod
 masks it in place); a redo, which is rare, reads the file back.
 
 Threat: the file holds the pod's weighted update *before* masking, which secure aggregation
