@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flwr.app import ConfigRecord, Error, Message, RecordDict
+from flwr.app import Error, Message, RecordDict
 
 # Message types (Flower's "<category>.<action>").
 SCHEMA_QUERY = "query.schema"
@@ -58,13 +58,6 @@ def refusal_reply(
     """
     payload = {"reason": reason, "pods": list(pods), "message": text}
     return error_reply(message, POLICY_REFUSAL, json.dumps(payload))
-
-
-def config_json(record: ConfigRecord, key: str) -> Any:
-    """Decode a JSON value of a ConfigRecord, with an error a pod can return as-is."""
-    if key not in record:
-        raise KeyError(f"the message lacks the config key {key!r}")
-    return json.loads(str(record[key]))
 
 
 def as_int(value: Any) -> int:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
@@ -48,7 +48,6 @@ class RunResult:
     history: list[dict]
     pods: list[str]
     seconds: float
-    pod_schemas: dict[str, dict] = field(default_factory=dict)
 
 
 def discover_pods(
@@ -220,5 +219,4 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
         history=list(getattr(strategy, "history", [])),
         pods=list(plan.pods),
         seconds=time.monotonic() - started,
-        pod_schemas={p: i["schema"] for p, i in infos.items()},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -20,7 +20,6 @@ class PodSession:
 
     pods: dict[int, str]  # node id -> pod name
     round_timeout: float = 300.0
-    secure_required_by: list[str] = field(default_factory=list)
 
     @property
     def node_ids(self) -> list[int]:
