@@ -255,6 +255,28 @@ def test_dropout_result_equals_plaintext_mean_over_survivors(fed_pods, caplog) -
     assert not any(r.has_error() for r in grid.replies)
 
 
+def test_history_reports_the_runs_clipped_values(fed_pods, caplog) -> None:
+    pods = fed_pods(2, rows=200)
+    with caplog.at_level("WARNING", logger="fedplug.server"):
+        secure, _ = run_local(pods, SecureAggregator(clip=1e-6), rounds=2)
+    # What the server logged per exchange of the rounds (round 0, the scaling statistics,
+    # goes through its own strategy and is not a round of the history).
+    logged: dict[int, int] = {}
+    for record in caplog.records:
+        if "were clipped" in record.getMessage():
+            what, count = str(record.args[0]), int(record.args[1])
+            n = int(what.split()[2])
+            logged[n] = logged.get(n, 0) + count
+    assert [h["round"] for h in secure.history] == [1, 2]
+    for entry in secure.history:
+        expected = sum(c for n, c in logged.items() if 1 <= n <= entry["round"])
+        assert entry["clipped"] == expected
+    assert secure.history[0]["clipped"] > 0
+    assert secure.history[-1]["clipped"] > secure.history[0]["clipped"]
+    plain, _ = run_local(pods, FedAvg(), rounds=1)
+    assert all("clipped" not in h for h in plain.history)
+
+
 def test_client_sampling_is_refused_under_secure_aggregation(fed_pods) -> None:
     from fedplug import ConfigError
 

@@ -352,6 +352,12 @@ class SecureAggregationStrategy(AggregationStrategy):
         self._record(server_round, metrics_dict(metrics))
         return metrics
 
+    def _record(self, server_round: int, evaluate: dict[str, float]) -> None:
+        super()._record(server_round, evaluate)
+        # The run's count of clipped values so far (training and evaluation, this round
+        # included): clipping is reported, not only logged.
+        self.history[-1]["clipped"] = self.clipped_total
+
     def _synthetic(self, content: RecordDict) -> Message:
         """One reply carrying the secure mean, for the inner strategy's own aggregation."""
         return Message(content, reply_to=self._sent[0])
