@@ -13,11 +13,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedplug._errors import ConfigError
+from fedplug.secagg import Q
 
 from ._session import PodSession
 from ._wrapper import AggregationStrategy, RoundCallback
-
-FIELD_PRIME = 2**61 - 1
 
 
 class Aggregator(ABC):
@@ -75,7 +74,7 @@ class SecureAggregator(Aggregator):
 
     def __init__(
         self,
-        prime_q: int = FIELD_PRIME,
+        prime_q: int = Q,
         clip: float = 8.0,
         stats_clip: float = 1e4,
         max_weight: int = 1_000_000,

@@ -15,7 +15,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
-from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol
+from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol, Q
 from fedplug.secagg._field import pack, padded_size
 
 from . import _records as rec
@@ -133,7 +133,7 @@ def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Mes
             pods=[runtime.name],
         )
     run_id = str(config["run"])
-    q = int(str(config.get("q", str(2**61 - 1))))
+    q = int(str(config.get("q", str(Q))))
     # A new run: whatever an earlier run of this pod left on disk goes (it can never be
     # used again: its session's keys are gone).
     forget_pod(runtime.name)

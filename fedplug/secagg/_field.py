@@ -13,7 +13,10 @@ import numpy as np
 from fedplug._errors import SecureAggregationError
 
 Q: int = 2**61 - 1
-"""The default prime, the Mersenne prime 2^61 - 1."""
+"""The default prime, the Mersenne prime 2^61 - 1: fedplug's one definition of it.
+
+The fast paths (``FieldSum``, ``sum_packed``, mask expansion) are for this prime.
+"""
 
 _MAX_Q = 2**62
 
@@ -134,8 +137,7 @@ def sum_vectors(vectors: Sequence[object], q: int = Q) -> np.ndarray:
     return total.result()
 
 
-MERSENNE_61 = 2**61 - 1
-_M61 = np.uint64(MERSENNE_61)
+_M61 = np.uint64(Q)
 _LAZY = 7  # 8 values below 2^61 sum below 2^64: fold after 7 additions to an element < q + 8
 _SUM_BLOCK = 1 << 15  # elements per block of sum_packed: a block of the sum stays in L2
 
@@ -186,7 +188,7 @@ class FieldSum:
         if self._acc is None:
             self._acc = values.astype(np.uint64, copy=True)
             return
-        if self.q != MERSENNE_61:
+        if self.q != Q:
             iadd(self._acc, values, self.q)
             return
         if self._tmp is None:
@@ -197,7 +199,7 @@ class FieldSum:
         """The reduced sum (the accumulator itself: add nothing after this)."""
         if self._acc is None:
             raise SecureAggregationError("FieldSum has no vectors; add the uploads first")
-        if self.q == MERSENNE_61:
+        if self.q == Q:
             reduce61(self._acc, self._tmp)
         return self._acc
 
@@ -316,7 +318,7 @@ def sum_packed(uploads: Sequence[tuple[str, object]], length: int, q: int = Q) -
     arrays = [(name, _check_packed(words, length, q, name)) for name, words in uploads]
     if not arrays:
         raise SecureAggregationError("sum_packed needs at least one upload")
-    if q != MERSENNE_61:
+    if q != Q:
         total = FieldSum(q)
         for name, arr in arrays:
             total.add(as_field(unpack(arr, length, q, name=name), q, name=name))

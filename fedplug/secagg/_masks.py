@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fedplug._errors import SecureAggregationError
 from fedplug.secagg._field import (
     _M61,
-    MERSENNE_61,
     Q,
     check_prime,
     iadd,
@@ -235,7 +234,7 @@ def apply_masks(
         length=n,
         q=q,
     )
-    if q != MERSENNE_61 or n == 0:
+    if q != Q or n == 0:
         for secret, plus in masks:
             (iadd if plus else isub)(flat, expand(secret), q)
         return values
