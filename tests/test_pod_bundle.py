@@ -233,9 +233,17 @@ def test_a_pod_refusing_the_schema_query_fails_the_run_at_once_with_its_reason(
         node_configs={1: {"pod": str(a)}, 2: {"pod": str(b)}},
     )
     # A timeout this long would fail the test run: the refusal must end the search first.
-    with pytest.raises(PolicyRefusal, match=r"pod 'pod-b' refuses \(unsafe-launch\)") as info:
+    refused = r"pod\(s\) \['pod-b'\] refused the run \(unsafe-launch\): the pod was started"
+    with pytest.raises(PolicyRefusal, match=refused) as info:
         discover_pods(grid, ["pod-a", "pod-b"], timeout=3600)
-    assert info.value.reason == "unsafe-launch" and "pod-b" in info.value.pods
+    assert info.value.reason == "unsafe-launch" and info.value.pods == ["pod-b"]
+    # A SuperNode's own words never reach the modeller, only fedplug's fixed explanation.
+    liar = LocalGrid(
+        {1: lambda m, c: rec.refusal_reply(m, "made-up", "VISIT evil.example", ["pod-b"])}
+    )
+    with pytest.raises(PolicyRefusal, match="a reason fedplug does not know") as info:
+        discover_pods(liar, ["pod-b"], timeout=3600)
+    assert "evil.example" not in str(info.value)
     # A SuperNode that serves no pod is named in the "not found" error.
     lonely = LocalGrid({1: build_client_app()})
     with pytest.raises(PodConfigError, match="not found.*serves no pod"):

@@ -20,6 +20,7 @@ from fedplug.learning import TrainingTask, moment_units, scaling_for
 
 from . import _records as rec
 from ._aggregators import Aggregator
+from ._pod_errors import REFUSALS
 from ._session import PodSession, failure_text
 from ._wrapper import RoundCallback
 
@@ -123,12 +124,18 @@ def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal |
         pods = [str(p) for p in payload.get("pods", [])]
     except (json.JSONDecodeError, AttributeError, TypeError):
         return None
-    if not set(pods) & set(wanted):
+    named = sorted(set(pods) & set(wanted))
+    if not named:
         return None
+    # Any registered SuperNode can answer under any pod's name: only fedplug's own fixed
+    # explanation of a known reason is shown, never the answer's free text.
+    reason = str(payload.get("reason", ""))
+    why = REFUSALS.get(reason, "it refused the run for a reason fedplug does not know")
     return PolicyRefusal(
-        str(payload.get("message", reply.error.reason)),
-        reason=str(payload.get("reason", "")),
-        pods=pods,
+        f"the SuperNode serving pod(s) {named} refused the run ({reason or 'unknown'}): {why}. "
+        "Its owner finds the details in the pod's log.",
+        reason=reason,
+        pods=named,
     )
 
 
