@@ -70,7 +70,6 @@ def _start(c: Cluster, pod: Path) -> tuple[Proc, int]:
     return proc, _supernode_child(proc)
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
 def test_pod_start_owns_its_supernode_and_its_secret(tmp_path: Path) -> None:
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
 
