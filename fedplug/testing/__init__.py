@@ -11,6 +11,8 @@ Every check returns None or raises AssertionError whose message names the check,
 plugin, the problem and the fix. The strategy checks run against fake pods answering
 fixed updates on an in-process grid (no Ray); the secure check trains a tiny model on
 tiny temporary pods, once under plain and once under secure aggregation.
+``check_datasource`` checks a datasource plugin: read-only, a new frame per call, clear
+errors for missing data.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ._checks import (
     check_round_types,
     check_weighted_mean,
 )
+from ._datasources import check_datasource
 from ._fixed import FixedUpdates, RoundResult, fake_grid, fake_pod_app, make_updates, run_round
 from ._pods import pin_each_other
 from ._secure import check_secure_aggregation, write_tiny_pods
@@ -34,6 +37,7 @@ __all__ = [
     "FixedUpdates",
     "RoundResult",
     "StrategyFactory",
+    "check_datasource",
     "check_declarations",
     "check_determinism",
     "check_parameters",
