@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedplug._errors import ConfigError, FedplugError, PodConfigError
+from fedplug._errors import (
+    ConfigError,
+    ModelFileError,
+    NotFittedError,
+    PodConfigError,
+)
 from fedplug._plugins import load_plugin
 from fedplug.data import Pod, Schema, resolve_pod
 from fedplug.data import combine_pod_schemas as _combine_schemas
@@ -185,7 +190,7 @@ class TabularClassifier:
     def _fitted_state(self) -> tuple[TrainingTask, list[np.ndarray]]:
         fitted = getattr(self, "_fitted", None)
         if fitted is None:
-            raise FedplugError("this model is not trained: call fit() or deserialize() first.")
+            raise NotFittedError("this model is not trained: call fit() or deserialize() first.")
         return fitted
 
     def _encode(self, frame: pd.DataFrame, require_target: bool):
@@ -246,33 +251,41 @@ class TabularClassifier:
         """Read a model written by :meth:`serialize`, ready to predict."""
         path = Path(path)
         if not path.is_file():
-            raise FedplugError(
+            raise ModelFileError(
                 f"model file {str(path)!r} does not exist; pass the path serialize() wrote."
             )
         try:
             payload = torch.load(path, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-            raise FedplugError(f"{str(path)!r} is not a fedplug model file: {exc}") from exc
+            raise ModelFileError(f"{str(path)!r} is not a fedplug model file: {exc}") from exc
         if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise FedplugError(
+            raise ModelFileError(
                 f"{str(path)!r} is not a fedplug model file (expected format {MODEL_FORMAT!r})."
             )
-        task = TrainingTask.from_json(payload["task"])
-        params = json.loads(payload["params"])
-        model = cls(
-            DataStructure.from_dict(task.datastructure),
-            schema=Schema.from_dict(task.schema),
-            epochs=task.epochs,
-            steps=task.steps,
-            batch_size=task.batch_size,
-            rounds=params["rounds"],
-            optimizer=Optimizer.from_dict(task.optimizer),
-            hidden=tuple(params["hidden"]),
-            dropout=params["dropout"],
-            seed=task.seed,
-        )
-        model._fitted = (task, [w.numpy() for w in payload["weights"]])
-        model.history_ = json.loads(payload["history"])
+        try:
+            task = TrainingTask.from_json(payload["task"])
+            params = json.loads(payload["params"])
+            model = cls(
+                DataStructure.from_dict(task.datastructure),
+                schema=Schema.from_dict(task.schema),
+                epochs=task.epochs,
+                steps=task.steps,
+                batch_size=task.batch_size,
+                rounds=params["rounds"],
+                optimizer=Optimizer.from_dict(task.optimizer),
+                hidden=tuple(params["hidden"]),
+                dropout=params["dropout"],
+                seed=task.seed,
+            )
+            model._fitted = (task, [w.numpy() for w in payload["weights"]])
+            model.history_ = json.loads(payload["history"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A file in the right format with parts missing or of the wrong kind.
+            raise ModelFileError(
+                f"{str(path)!r} is not a fedplug model file: its {MODEL_FORMAT!r} content is "
+                f"incomplete or malformed ({type(exc).__name__}: {exc}); serialize() the model "
+                "again."
+            ) from exc
         return model
 
 

@@ -2,7 +2,25 @@
 
 Every error fedplug raises on purpose derives from :class:`FedplugError` and carries a
 message that names the thing at fault and how to fix it, so front ends can print it
-without a traceback.
+without a traceback. The hierarchy:
+
+* FedplugError - base class of every error fedplug raises on purpose.
+  * ConfigError - a configuration (Hydra, YAML, keyword arguments) is invalid.
+    * PodConfigError - a pod file or pod definition is invalid, or a pod is not found.
+    * DataStructureError - a datastructure does not fit the schema it is applied to.
+  * SchemaError - a schema is malformed, or the schemas of several pods do not agree.
+  * DataSourceError - a datasource cannot be read.
+  * DataValidationError - a frame does not conform to its schema (every violation).
+  * PluginError - a plugin is unknown, ambiguous or incompatible.
+  * PolicyRefusal - a pod refused a task because of its owner's policy.
+  * SecureAggregationError - the secure aggregation protocol cannot proceed.
+    * EncodingError - a pod's values do not fit the fixed-point encoding.
+  * TrainingError - a federated run (or a pod's local training) failed.
+    * ModelMismatchError - weights do not fit the model's architecture (also a
+      ModelFileError).
+  * NotFittedError - predict, evaluate or serialize before fit() or deserialize().
+  * ModelFileError - a file is missing or not a fedplug model file.
+    * ModelMismatchError - (see above) a model's weights do not fit its architecture.
 """
 
 from __future__ import annotations
@@ -79,3 +97,18 @@ class EncodingError(SecureAggregationError):
 
 class TrainingError(FedplugError):
     """A federated run failed; the message says which pods failed and why."""
+
+
+class NotFittedError(FedplugError):
+    """A model is used (predict, evaluate, serialize) before fit() or deserialize()."""
+
+
+class ModelFileError(FedplugError):
+    """A model file does not exist, or is not a fedplug model file."""
+
+
+class ModelMismatchError(ModelFileError, TrainingError):
+    """Weights do not fit the model's architecture (layer count or a layer's shape).
+
+    A :class:`TrainingError` too, which is what a mismatch raised before this class existed.
+    """

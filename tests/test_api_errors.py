@@ -143,3 +143,84 @@ def test_strategy_not_secure_compatible_is_refused_under_secure(fed_pods) -> Non
     model = TabularClassifier(DataStructure(target="TARGET"), rounds=1)
     with pytest.raises(ConfigError, match="secure_compatible=False"):
         model.fit([str(p) for p in pods], aggregator=SecureAggregator(), strategy=median)
+
+
+# -- the error classes: each raised where it belongs, and still caught as its base -------
+
+
+@pytest.mark.parametrize("use", ["predict", "predict_proba", "evaluate", "serialize"])
+def test_use_before_fit_raises_not_fitted(use, tmp_path) -> None:
+    import pandas as pd
+
+    from fedplug import NotFittedError
+
+    model = TabularClassifier(DataStructure(target="TARGET"))
+    arg = tmp_path / "model.pt" if use == "serialize" else pd.DataFrame({"a": [1]})
+    with pytest.raises(NotFittedError, match="not trained: call fit"):
+        getattr(model, use)(arg)
+    with pytest.raises(FedplugError, match="not trained"):  # the class raised before
+        getattr(model, use)(arg)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_foreign_missing_and_malformed_model_files_raise_model_file_error(tmp_path) -> None:
+    import torch
+
+    from fedplug import ModelFileError
+    from fedplug._api import MODEL_FORMAT
+
+    text = tmp_path / "text.pt"
+    text.write_text("not a model")
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else/1"}, other)
+    partial = tmp_path / "partial.pt"
+    torch.save({"format": MODEL_FORMAT}, partial)  # a KeyError escaped before
+    for path, message in [
+        (text, "not a fedplug model file"),
+        (other, "expected format"),
+        (partial, "incomplete or malformed"),
+        (tmp_path / "missing.pt", "does not exist"),
+    ]:
+        with pytest.raises(ModelFileError, match=message) as info:
+            TabularClassifier.deserialize(path)
+        assert isinstance(info.value, FedplugError)
+        assert str(path) in str(info.value)
+
+
+def test_weights_of_another_architecture_raise_model_mismatch(fed_pods, tmp_path) -> None:
+    import pandas as pd
+    import torch
+
+    from fedplug import ModelFileError, ModelMismatchError, TrainingError
+
+    pods = fed_pods(2, rows=100)
+    model = TabularClassifier(DataStructure(target="TARGET"), rounds=1)
+    model.fit([str(p) for p in pods])
+    path = model.serialize(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["weights"] = payload["weights"][:-1]
+    torch.save(payload, path)
+    loaded = TabularClassifier.deserialize(path)
+    frame = pd.read_csv(tmp_path / "pod-a.csv").head(20)
+    for base in (ModelMismatchError, ModelFileError, TrainingError, FedplugError):
+        with pytest.raises(base, match="different model architecture"):
+            loaded.predict(frame)
+    assert issubclass(ModelMismatchError, ModelFileError)
+    assert issubclass(ModelMismatchError, TrainingError)  # the class raised before
+
+
+def test_error_tree_is_documented() -> None:
+    import fedplug
+    from fedplug import _errors
+
+    classes = [
+        value
+        for value in vars(_errors).values()
+        if isinstance(value, type) and issubclass(value, fedplug.FedplugError)
+    ]
+    doc = _errors.__doc__ or ""
+    for cls in classes:
+        assert f"* {cls.__name__} - " in doc, cls.__name__
+        for base in cls.__bases__:
+            if base is not Exception:
+                assert base.__name__ in doc

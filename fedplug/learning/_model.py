@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedplug._errors import ConfigError, TrainingError
+from fedplug._errors import ConfigError, ModelMismatchError
 
 if TYPE_CHECKING:
     from fedplug.data import Schema
@@ -172,7 +172,7 @@ def set_weights(net: torch.nn.Module, arrays: Sequence[np.ndarray]) -> None:
     state = net.state_dict()
     arrays = list(arrays)
     if len(arrays) != len(state):
-        raise TrainingError(
+        raise ModelMismatchError(
             f"set_weights: the model {type(net).__name__} has {len(state)} weight arrays "
             f"but {len(arrays)} were given; the weights come from a different model "
             "architecture (check the model config: hidden sizes, columns, classes)"
@@ -181,7 +181,7 @@ def set_weights(net: torch.nn.Module, arrays: Sequence[np.ndarray]) -> None:
     for (key, current), array in zip(state.items(), arrays, strict=True):
         value = np.asarray(array)
         if tuple(value.shape) != tuple(current.shape):
-            raise TrainingError(
+            raise ModelMismatchError(
                 f"set_weights: layer {key!r} expects shape {tuple(current.shape)} but got "
                 f"{tuple(value.shape)}; the weights come from a different model "
                 "architecture (check the model config: hidden sizes, columns, classes)"
