@@ -87,8 +87,7 @@ FAILURES: dict[str, str] = {
 }
 
 
-def _text(pod: str, verb: str, reason: str, explanation: str, pods: list[str]) -> str:
-    named = f" (pods {pods})" if pods else ""
+def _text(pod: str, verb: str, reason: str, explanation: str, named: str = "") -> str:
     return f"pod {pod!r} {verb} ({reason}){named}: {explanation}; {LOG_HINT}."
 
 
@@ -97,7 +96,7 @@ def refusal(message: Message, pod: str, reason: str, pods: list[str] | None = No
     if reason not in REFUSALS:
         raise ValueError(f"unknown refusal reason {reason!r}")  # a fedplug bug, not data
     names = sorted({p for p in (pods or []) if p != pod})
-    text = _text(pod, "refuses", reason, REFUSALS[reason], names)
+    text = _text(pod, "refuses", reason, REFUSALS[reason], f" (pods {names})" if names else "")
     return rec.refusal_reply(message, reason, text, [pod, *names])
 
 
@@ -110,9 +109,8 @@ def failure(
 ) -> Message:
     """A failure naming the pod, a reason from :data:`FAILURES` and at most the names of
     the pod's schema columns concerned, nothing else."""
-    text = _text(pod, "failed", reason, FAILURES[reason], [])
-    if columns:
-        text = text.replace(f"({reason}):", f"({reason}) (columns {columns}):", 1)
+    named = f" (columns {columns})" if columns else ""
+    text = _text(pod, "failed", reason, FAILURES[reason], named)
     return rec.error_reply(message, code, json.dumps({"reason": reason, "message": text}))
 
 
