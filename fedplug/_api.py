@@ -18,6 +18,7 @@ from fedplug._errors import (
     PodConfigError,
 )
 from fedplug._plugins import load_plugin
+from fedplug._validation import positive_int
 from fedplug.data import Pod, Schema, resolve_pod
 from fedplug.data import combine_pod_schemas as _combine_schemas
 from fedplug.learning import (
@@ -69,8 +70,7 @@ def combine_pod_schemas(
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name}={value!r} is invalid: use a positive integer.")
+    positive_int(value, name=name, fix=f"pass e.g. TabularClassifier(..., {name}=1 or more)")
 
 
 class TabularClassifier:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedplug._errors import ConfigError
+from fedplug._validation import check_known_keys, quoted
 
 if TYPE_CHECKING:  # imported lazily below: they pull in torch and Flower
     from fedplug._flower import Aggregator, RunPlan, RunResult
@@ -82,12 +83,10 @@ def plugin_ref(group_cfg: dict, group: str) -> str:
 
 def only_known(params: dict, cls: type, what: str) -> dict:
     """``params`` unchanged, or a ConfigError naming keys ``cls`` does not take."""
-    valid = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(params) - valid)
-    if unknown:
-        raise ConfigError(
-            f"{what} config has unknown key(s) {unknown}; {cls.__name__} takes {sorted(valid)}."
-        )
+    valid = sorted(inspect.signature(cls).parameters)
+    check_known_keys(
+        params, valid, where=f"{what} config", fix=f"{cls.__name__} takes {quoted(valid)}"
+    )
     return params
 
 

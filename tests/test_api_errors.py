@@ -36,7 +36,7 @@ def test_epochs_and_steps_together_are_refused(fed_pods, tmp_path) -> None:
 
 def test_bad_rounds_is_refused(fed_pods) -> None:
     pods = fed_pods(2, rows=100)
-    with pytest.raises(ConfigError, match="rounds=0"):
+    with pytest.raises(ConfigError, match="rounds must be a positive integer, got 0"):
         TabularClassifier(DataStructure(target="TARGET"), rounds=0).fit([str(p) for p in pods])
 
 

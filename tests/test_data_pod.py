@@ -113,9 +113,9 @@ def test_other_pods_is_an_alias(data_pod_dir):
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
-        ("{min_pods: two}", r"policy.min_pods must be a whole number >= 1, got 'two' \(str\)"),
-        ("{min_pods: 0}", "policy.min_pods must be >= 1, got 0"),
-        ("{min_pods: true}", "policy.min_pods must be a whole number"),
+        ("{min_pods: two}", r"policy.min_pods must be a positive integer, got 'two' \(str\)"),
+        ("{min_pods: 0}", "policy.min_pods must be a positive integer, got 0; write e.g."),
+        ("{min_pods: true}", r"policy.min_pods must be a positive integer, got True \(bool\)"),
         ("{require_secure_aggregation: maybe}", "require_secure_aggregation must be true or"),
         ("{accepted_tasks: [train, predict]}", "unknown task kind.*'predict'"),
         ("{min_pod: 2}", r"unknown key 'min_pod' \(did you mean 'min_pods'\?\)"),

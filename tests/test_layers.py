@@ -2,9 +2,9 @@
 
 1 data, 2 learning, 3 secure-aggregation core, 4 Flower adapters, 5 front ends (the Python
 API, the CLI, the task builder, and ``fedplug._flower.app``, the Flower App that Flower
-loads by import path). Beside them: errors, version and the plugin registry (imported by
-all, importing none of the layers), and the conformance kit (``fedplug.testing``, which
-may use everything). Every import counts, also one inside a function.
+loads by import path). Beside them: errors, the shared validation helpers, version and the
+plugin registry (imported by all, importing none of the layers), and the conformance kit
+(``fedplug.testing``, which may use everything). Every import counts, also one inside a function.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ LAYERS = {
     "cli": 5,
     "_task_builder": 5,
     "_errors": 0,
+    "_validation": 0,
     "_version": 0,
     "_plugins": 0,
     "testing": 6,

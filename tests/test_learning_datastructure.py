@@ -141,7 +141,9 @@ def test_dict_round_trip() -> None:
 
 
 def test_from_dict_refuses_unknown_and_missing_keys() -> None:
-    with pytest.raises(DataStructureError, match=r"unknown key\(s\) \['targets'\].*valid keys"):
+    with pytest.raises(
+        DataStructureError, match=r"unknown key 'targets' \(did you mean 'target'\?\); valid keys"
+    ):
         DataStructure.from_dict({"targets": "label"})
     with pytest.raises(DataStructureError, match="missing key 'target'"):
         DataStructure.from_dict({"table": "adult"})

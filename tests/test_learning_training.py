@@ -131,9 +131,9 @@ def test_epochs_and_steps_exactly_one(problem) -> None:
         train_local(_net(spec), train, epochs=2, steps=3, batch_size=8, optimizer=opt, seed=0)
     with pytest.raises(ConfigError, match="exactly one of epochs and steps"):
         train_local(_net(spec), train, epochs=None, steps=None, batch_size=8, optimizer=opt, seed=0)
-    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer, got 0"):
         train_local(_net(spec), train, epochs=1, steps=None, batch_size=0, optimizer=opt, seed=0)
-    with pytest.raises(ConfigError, match="epochs must be an integer >= 1"):
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
         train_local(_net(spec), train, epochs=0, steps=None, batch_size=8, optimizer=opt, seed=0)
     with pytest.raises(ConfigError, match="must be a fedplug Optimizer"):
         train_local(_net(spec), train, epochs=1, steps=None, batch_size=8, optimizer="sgd", seed=0)

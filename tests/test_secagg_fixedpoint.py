@@ -152,8 +152,8 @@ def test_counts_that_could_wrap_are_refused() -> None:
     [
         ({"clip": 0.0}, "clip=0.0 must be a positive finite number"),
         ({"clip": float("nan")}, "clip=nan must be"),
-        ({"max_weight": 0}, "max_weight=0 must be a positive integer"),
-        ({"n_pods": 1.5}, "n_pods=1.5 must be a positive integer"),
+        ({"max_weight": 0}, "max_weight must be a positive integer, got 0"),
+        ({"n_pods": 1.5}, "n_pods must be a positive integer, got 1.5"),
         ({"q": 2**61 + 1}, "prime_q=2305843009213693953 is not an odd prime"),
     ],
 )

@@ -97,9 +97,9 @@ def test_rejection_sampling_keeps_small_fields_uniform() -> None:
     [
         ({"secret": b"short"}, "at least 16 bytes"),
         ({"participants_digest": b"x"}, "32-byte participants_digest"),
-        ({"round": -1}, "round=-1 must be a non-negative integer"),
-        ({"attempt": 1.0}, "attempt=1.0 must be a non-negative integer"),
-        ({"length": -3}, "length=-3 must be"),
+        ({"round": -1}, "round must be a non-negative integer, got -1"),
+        ({"attempt": 1.0}, "attempt must be a non-negative integer, got 1.0"),
+        ({"length": -3}, "length must be a non-negative integer, got -3"),
         ({"run_id": ""}, "run_id='' must be a non-empty string"),
         ({"q": 15}, "prime_q=15 is not an odd prime"),
     ],

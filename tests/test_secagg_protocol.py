@@ -483,7 +483,9 @@ def test_bad_mask_requests_are_errors() -> None:
     with pytest.raises(PolicyRefusal) as excinfo:
         pods["a"].mask(zeros, round=0, attempt=0, participants=["a", "b", "b"])
     _refusal(excinfo, "duplicate-pod", ["b"])
-    with pytest.raises(SecureAggregationError, match="round=-1 must be a non-negative"):
+    with pytest.raises(
+        SecureAggregationError, match="round must be a non-negative integer, got -1;"
+    ):
         pods["a"].mask(zeros, round=-1, attempt=0, participants=["a", "b"])
     with pytest.raises(SecureAggregationError, match="dtype float64"):
         pods["a"].mask(np.zeros(3), round=0, attempt=0, participants=["a", "b"])

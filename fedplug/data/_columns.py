@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 import numpy as np
 
 from fedplug._errors import SchemaError
+from fedplug._validation import check_known_keys
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 
 STYPES: tuple[str, ...] = ("continuous", "categorical", "text")
@@ -160,13 +161,7 @@ class ColumnSpec:
             raise SchemaError(
                 f"{where}: expected a mapping with keys {quoted(COLUMN_KEYS)}, got {short_value(d)}"
             )
-        unknown = [k for k in d if k not in COLUMN_KEYS]
-        if unknown:
-            key = str(unknown[0])
-            raise SchemaError(
-                f"{where}: unknown key {key!r}{did_you_mean(key, COLUMN_KEYS)}; "
-                f"valid keys are {quoted(COLUMN_KEYS)}"
-            )
+        check_known_keys(d, COLUMN_KEYS, where=where, error=SchemaError)
         if "stype" not in d:
             raise SchemaError(f"{where}: missing key 'stype'; add one of {quoted(STYPES)}")
         stype = check_stype(d["stype"], where)

@@ -20,6 +20,7 @@ from fedplug._errors import (
     PodConfigError,
     SchemaError,
 )
+from fedplug._validation import check_known_keys, positive_int
 from fedplug.data._schema import Schema
 from fedplug.data._sources import Datasource, datasource_from_config
 from fedplug.data._splits import PercentageSplit, Split, split_from_config
@@ -45,13 +46,7 @@ _POD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _unknown_keys(d: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
-    unknown = [k for k in d if k not in valid]
-    if unknown:
-        key = str(unknown[0])
-        raise PodConfigError(
-            f"{where}: unknown key {key!r}{did_you_mean(key, valid)}; valid keys are "
-            f"{quoted(valid)}"
-        )
+    check_known_keys(d, valid, where=where, error=PodConfigError)
 
 
 def _mapping(value: Any, where: str, example: str) -> Mapping[str, Any]:
@@ -92,13 +87,13 @@ class PodPolicy:
                 "policy.require_secure_aggregation must be true or false, got "
                 f"{short_value(self.require_secure_aggregation)}"
             )
-        if isinstance(self.min_pods, bool) or not isinstance(self.min_pods, int):
-            raise PodConfigError(
-                f"policy.min_pods must be a whole number >= 1, got {short_value(self.min_pods)} "
-                f"({type_name(self.min_pods)}); write e.g. `min_pods: 2`"
-            )
-        if self.min_pods < 1:
-            raise PodConfigError(f"policy.min_pods must be >= 1, got {self.min_pods}")
+        min_pods = positive_int(
+            self.min_pods,
+            name="policy.min_pods",
+            error=PodConfigError,
+            fix="write e.g. `min_pods: 2`",
+        )
+        object.__setattr__(self, "min_pods", min_pods)
         tasks = _names(
             self.accepted_tasks, "policy.accepted_tasks", "task kinds", "[train, evaluate]"
         )
@@ -160,12 +155,12 @@ def _check_infer_options(infer: Any, where: str) -> dict[str, Any]:
             )
         options["ignore_cols"] = list(cols)
     if "max_categories" in options:
-        value = options["max_categories"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PodConfigError(
-                f"{where}: schema.infer.max_categories must be a whole number >= 1, got "
-                f"{short_value(value)}"
-            )
+        options["max_categories"] = positive_int(
+            options["max_categories"],
+            name=f"{where}: schema.infer.max_categories",
+            error=PodConfigError,
+            fix="write e.g. `max_categories: 50`",
+        )
     return options
 
 

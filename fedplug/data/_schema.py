@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fedplug._errors import SchemaError
+from fedplug._validation import check_known_keys, int_at_least, positive_int
 from fedplug.data._columns import DTYPES, STYPES, ColumnSpec, Stype, check_stype, python_scalar
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._validate import Violation, find_violations, validation_error
@@ -108,13 +109,14 @@ def _infer_column(
 
 
 def _check_known(kind: str, names: Iterable[str], available: list[str]) -> None:
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        hint = did_you_mean(str(unknown[0]), available)
-        raise SchemaError(
-            f"{kind} names column(s) {quoted(unknown)} that the data does not have{hint}; "
-            f"available columns: {quoted(available)}"
-        )
+    check_known_keys(
+        names,
+        available,
+        where=kind,
+        noun="column",
+        error=SchemaError,
+        fix=f"the data has the columns {quoted(available)}",
+    )
 
 
 class Schema(Mapping[str, ColumnSpec]):
@@ -145,16 +147,16 @@ class Schema(Mapping[str, ColumnSpec]):
             self._columns[spec.name] = spec
         if name is not None and not isinstance(name, str):
             raise SchemaError(f"schema name must be a string, got {short_value(name)}")
-        if num_rows is not None and (
-            isinstance(num_rows, bool)
-            or not isinstance(num_rows, (int, np.integer))
-            or num_rows < 0
-        ):
-            raise SchemaError(
-                f"schema num_rows must be a non-negative integer, got {short_value(num_rows)}"
-            )
         self.name = name
-        self.num_rows = None if num_rows is None else int(num_rows)
+        self.num_rows = None
+        if num_rows is not None:
+            self.num_rows = int_at_least(
+                num_rows,
+                0,
+                name="schema num_rows",
+                error=SchemaError,
+                fix="give the row count (num_rows: 0 or more) or leave it out",
+            )
 
     # -- mapping protocol -----------------------------------------------------------------
     def __getitem__(self, column: str) -> ColumnSpec:
@@ -249,14 +251,12 @@ class Schema(Mapping[str, ColumnSpec]):
                 f"Schema.infer needs a pandas DataFrame, got {type_name(frame)}; load the "
                 "data into a DataFrame first"
             )
-        if (
-            isinstance(max_categories, bool)
-            or not isinstance(max_categories, int)
-            or (max_categories < 1)
-        ):
-            raise SchemaError(
-                f"max_categories must be a positive integer, got {short_value(max_categories)}"
-            )
+        max_categories = positive_int(
+            max_categories,
+            name="max_categories",
+            error=SchemaError,
+            fix="pass e.g. max_categories=50",
+        )
         labels = list(frame.columns)
         bad_labels = [c for c in labels if not isinstance(c, str)]
         if bad_labels:
@@ -317,13 +317,13 @@ class Schema(Mapping[str, ColumnSpec]):
                 f"{source}: expected a mapping with keys {quoted(SCHEMA_KEYS)}, got "
                 f"{short_value(d)}; write `columns:` at the top level"
             )
-        unknown = [k for k in d if k not in SCHEMA_KEYS]
-        if unknown:
-            key = str(unknown[0])
-            raise SchemaError(
-                f"{source}: unknown key {key!r}{did_you_mean(key, SCHEMA_KEYS)}; valid "
-                f"top-level keys are {quoted(SCHEMA_KEYS)}"
-            )
+        check_known_keys(
+            d,
+            SCHEMA_KEYS,
+            where=source,
+            error=SchemaError,
+            fix=f"valid top-level keys are {quoted(SCHEMA_KEYS)}",
+        )
         columns = d.get("columns")
         if not isinstance(columns, Mapping) or not columns:
             raise SchemaError(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import pandas as pd
 
 from fedplug._errors import DataSourceError, PodConfigError
+from fedplug._validation import check_known_keys
 from fedplug.data._text import did_you_mean, quoted, type_name
 
 if TYPE_CHECKING:
@@ -64,13 +65,14 @@ def _check_options(cls: type[Datasource], options: Mapping[str, Any]) -> None:
     }
     # With **kwargs the class checks its own extra options (e.g. CSVSource's read_csv ones).
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = [k for k in options if k not in params]
-        if unknown:
-            key = str(unknown[0])
-            raise PodConfigError(
-                f"datasource type {cls.kind!r}: unknown option {key!r}"
-                f"{did_you_mean(key, params)}; valid options are 'type', {quoted(params)}"
-            )
+        check_known_keys(
+            options,
+            params,
+            where=f"datasource type {cls.kind!r}",
+            noun="option",
+            error=PodConfigError,
+            fix=f"valid options are 'type', {quoted(params)}",
+        )
     required = [
         n
         for n, p in params.items()
@@ -105,13 +107,14 @@ class CSVSource(Datasource):
         self.path = Path(path)
         self.read_csv_kwargs = dict(read_csv_kwargs)
         valid = [p for p in inspect.signature(pd.read_csv).parameters if p != "filepath_or_buffer"]
-        unknown = [k for k in self.read_csv_kwargs if k not in valid]
-        if unknown:
-            key = str(unknown[0])
-            raise DataSourceError(
-                f"CSV datasource '{self.path}': unknown read_csv option {key!r}"
-                f"{did_you_mean(key, valid)}; see pandas.read_csv for the valid options"
-            )
+        check_known_keys(
+            self.read_csv_kwargs,
+            valid,
+            where=f"CSV datasource '{self.path}'",
+            noun="read_csv option",
+            error=DataSourceError,
+            fix="see pandas.read_csv for the valid options",
+        )
 
     def describe(self) -> str:
         return f"CSV file '{self.path}'"

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fedplug._errors import ConfigError, DataValidationError, PodConfigError
+from fedplug._validation import check_known_keys, int_at_least
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._validate import Violation
 
@@ -51,12 +52,10 @@ class PercentageSplit(Split):
                 f"percentage split: validation must be a fraction in [0, 1), got "
                 f"{short_value(validation)}; e.g. 0.1 keeps 10% of the rows for validation"
             )
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(
-                f"percentage split: seed must be a non-negative integer, got {short_value(seed)}"
-            )
         self.validation = float(validation)
-        self.seed = int(seed)
+        self.seed = int_at_least(
+            seed, 0, name="percentage split: seed", fix="e.g. seed: 42 (any whole number >= 0)"
+        )
 
     def describe(self) -> str:
         return f"percentage: {self.validation:.0%} validation, seed {self.seed}"
@@ -180,14 +179,7 @@ def split_from_config(cfg: Mapping[str, Any] | None) -> Split:
             f"unknown split type {short_value(kind)}{did_you_mean(str(kind), SPLITS)}; known "
             f"types: {quoted(SPLITS)}"
         )
-    valid = _SPLIT_KEYS[kind]
-    unknown = [k for k in cfg if k not in valid]
-    if unknown:
-        key = str(unknown[0])
-        raise PodConfigError(
-            f"split type {kind!r}: unknown key {key!r}{did_you_mean(key, valid)}; valid keys: "
-            f"{quoted(valid)}"
-        )
+    check_known_keys(cfg, _SPLIT_KEYS[kind], where=f"split type {kind!r}", error=PodConfigError)
     options = {k: v for k, v in cfg.items() if k != "type"}
     try:
         return SPLITS[kind](**options)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fedplug._errors import DataStructureError
+from fedplug._validation import check_known_keys
 
 if TYPE_CHECKING:
     from fedplug.data import Schema
@@ -175,11 +176,7 @@ class DataStructure:
             raise DataStructureError(
                 f"datastructure: expected a mapping with keys {list(_KEYS)}, got {data!r}"
             )
-        unknown = sorted(set(data) - set(_KEYS))
-        if unknown:
-            raise DataStructureError(
-                f"datastructure: unknown key(s) {unknown}; valid keys are {list(_KEYS)}"
-            )
+        check_known_keys(data, _KEYS, where="datastructure", error=DataStructureError)
         if "target" not in data:
             raise DataStructureError(
                 "datastructure: missing key 'target'; name the categorical column to predict"

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fedplug._errors import ConfigError, ModelMismatchError
+from fedplug._validation import check_known_keys, int_at_least
 
 if TYPE_CHECKING:
     from fedplug.data import Schema
@@ -24,11 +25,7 @@ def embedding_dim(cardinality: int) -> int:
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"model: {name} must be an integer >= {minimum}, got {value!r}; fix the model config"
-        )
-    return value
+    return int_at_least(value, minimum, name=f"model: {name}", fix="fix the model config")
 
 
 def _check_args(
@@ -110,6 +107,8 @@ class TabularNetSpec:
         # Frozen: normalise lists (from YAML/JSON) to tuples so specs compare equal.
         object.__setattr__(self, "cardinalities", cards)
         object.__setattr__(self, "hidden", sizes)
+        object.__setattr__(self, "n_continuous", int(self.n_continuous))
+        object.__setattr__(self, "n_classes", int(self.n_classes))
         object.__setattr__(self, "dropout", float(self.dropout))
 
     @classmethod
@@ -149,9 +148,7 @@ class TabularNetSpec:
         names = [f.name for f in fields(cls)]
         if not isinstance(data, Mapping):
             raise ConfigError(f"model: expected a mapping with keys {names}, got {data!r}")
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"model: unknown key(s) {unknown}; valid keys are {names}")
+        check_known_keys(data, names, where="model")
         missing = [n for n in ("cardinalities", "n_continuous", "n_classes") if n not in data]
         if missing:
             raise ConfigError(f"model: missing key(s) {missing}; valid keys are {names}")

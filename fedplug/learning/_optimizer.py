@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 
 from fedplug._errors import ConfigError
+from fedplug._validation import check_known_keys, did_you_mean
 
 
 def _optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
@@ -40,8 +40,7 @@ class Optimizer:
         classes = _optimizer_classes()
         by_lower = {n.lower(): n for n in classes}
         if not isinstance(name, str) or name.lower() not in by_lower:
-            close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
-            hint = f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+            hint = did_you_mean(name, classes, ignore_case=True)
             raise ConfigError(
                 f"optimizer: unknown optimizer {name!r}{hint}; available optimizers "
                 f"(torch.optim): {sorted(classes)}"
@@ -66,13 +65,9 @@ class Optimizer:
         return [p for p in sig.parameters if p not in ("self", "params")]
 
     def _check_params(self) -> None:
-        valid = self._valid_names()
-        unknown = [k for k in self.params if k not in valid]
-        if unknown:
-            raise ConfigError(
-                f"optimizer {self.name!r}: unknown parameter(s) {unknown}; "
-                f"valid parameters are {valid}"
-            )
+        check_known_keys(
+            self.params, self._valid_names(), where=f"optimizer {self.name!r}", noun="parameter"
+        )
         # Values are checked by building on a throw-away 2-D parameter; a failure is
         # pinned on one parameter by trying each on its own.
         try:
@@ -116,11 +111,7 @@ class Optimizer:
                 f"optimizer: expected a mapping like {{'name': 'SGD', 'params': {{'lr': 0.01}}}}, "
                 f"got {data!r}"
             )
-        unknown = sorted(set(data) - {"name", "params"})
-        if unknown:
-            raise ConfigError(
-                f"optimizer: unknown key(s) {unknown}; valid keys are ['name', 'params']"
-            )
+        check_known_keys(data, ("name", "params"), where="optimizer")
         return cls(data["name"], data.get("params"))
 
     def __eq__(self, other: object) -> bool:

@@ -9,15 +9,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from fedplug._errors import ConfigError, TrainingError
+from fedplug._validation import positive_int
 
 from ._encoding import EncodedTable
 from ._optimizer import Optimizer
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"training: {name} must be an integer >= 1, got {value!r}")
-    return value
+    return positive_int(value, name=f"training: {name}", fix=f"pass e.g. {name}=1 or more")
 
 
 def _device(net: torch.nn.Module) -> torch.device:

@@ -35,6 +35,7 @@ from fractions import Fraction
 import numpy as np
 
 from fedplug._errors import EncodingError, SecureAggregationError
+from fedplug._validation import positive_int
 from fedplug.secagg._field import Q, as_field, check_prime
 
 _PRODUCT_CAP = 2**52  # largest |x * scale|, so the float64 product is exact to 1/2
@@ -50,9 +51,7 @@ def _exact_float_floor(n: int) -> int:
 
 
 def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise SecureAggregationError(f"{name}={value!r} must be a positive integer; fix {name}")
-    return int(value)
+    return positive_int(value, name=name, error=SecureAggregationError, fix=f"fix {name}")
 
 
 class FixedPointCodec:

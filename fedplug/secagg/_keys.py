@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedplug._errors import SecureAggregationError
+from fedplug._validation import check_known_keys, quoted
 
 _BUNDLE_DOMAIN = b"fedplug/secagg/key-bundle/v2"
 _SESSION_DOMAIN = b"fedplug/secagg/session/v1"
@@ -213,13 +214,11 @@ class KeyBundle:
             )
         pod = data.get("pod")
         who = f"key bundle of pod {pod!r}"
-        if set(data) != set(_BUNDLE_FIELDS):
-            missing = sorted(set(_BUNDLE_FIELDS) - set(data))
-            extra = sorted(set(data) - set(_BUNDLE_FIELDS))
-            raise SecureAggregationError(
-                f"{who} has missing keys {missing} / unknown keys {extra}; "
-                f"a bundle has exactly {list(_BUNDLE_FIELDS)}"
-            )
+        exactly = f"a bundle has exactly the keys {quoted(_BUNDLE_FIELDS)}"
+        check_known_keys(data, _BUNDLE_FIELDS, where=who, error=SecureAggregationError, fix=exactly)
+        missing = [k for k in _BUNDLE_FIELDS if k not in data]
+        if missing:
+            raise SecureAggregationError(f"{who}: missing key(s) {quoted(missing)}; {exactly}")
         if not isinstance(pod, str) or not pod:
             raise SecureAggregationError(
                 f"key bundle field 'pod' must be a non-empty string, got {pod!r}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import numbers
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedplug._errors import SecureAggregationError
+from fedplug._validation import int_at_least
 from fedplug.secagg._field import (
     _M61,
     Q,
@@ -75,9 +75,7 @@ def participants_digest(participants: Iterable[str]) -> bytes:
 
 
 def _nonnegative_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise SecureAggregationError(f"{name}={value!r} must be a non-negative integer")
-    return int(value)
+    return int_at_least(value, 0, name=name, error=SecureAggregationError, fix=f"fix {name}")
 
 
 def _check_length(length: object) -> int:

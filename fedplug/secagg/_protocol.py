@@ -17,7 +17,6 @@ after shrinking (participants only ever shrink: the roster minus the pods that d
 
 from __future__ import annotations
 
-import numbers
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
+from fedplug._validation import int_at_least, positive_int
 from fedplug.secagg._field import Q, as_field, check_prime, sum_packed, sum_vectors
 from fedplug.secagg._keys import (
     IdentityKey,
@@ -52,11 +52,9 @@ def _as_bundle(item: KeyBundle | Mapping[str, object]) -> KeyBundle:
 
 
 def _min_pods(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise SecureAggregationError(
-            f"min_pods={value!r} must be a positive integer; fix min_pods in the pod policy"
-        )
-    return int(value)
+    return positive_int(
+        value, name="min_pods", error=SecureAggregationError, fix="fix min_pods in the pod policy"
+    )
 
 
 def _names(pods: Iterable[str]) -> list[str]:
@@ -328,11 +326,13 @@ class PodProtocol:
     # -- rounds ------------------------------------------------------------------------------
 
     def _index(self, name: str, value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise SecureAggregationError(
-                f"pod {self.pod!r}: {name}={value!r} must be a non-negative integer"
-            )
-        return int(value)
+        return int_at_least(
+            value,
+            0,
+            name=f"pod {self.pod!r}: {name}",
+            error=SecureAggregationError,
+            fix="the server sent a malformed request",
+        )
 
     def _check_round(self, round_: object, attempt_: object) -> tuple[int, int]:
         round, attempt = self._index("round", round_), self._index("attempt", attempt_)
