@@ -152,7 +152,7 @@ def fedplug_server_app(
     from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
     from fedplug._flower import FedAvg, SecureAggregator
-    from fedplug._flower import _records as rec
+    from fedplug._flower import _wire as wire
     from fedplug._flower._session import PodSession
 
     app = ServerApp()
@@ -173,14 +173,14 @@ def fedplug_server_app(
             _warm_up(grid, nodes)
             out.rss_before_mib = peak_rss_mib()
             start = time.perf_counter()
-            aggregator.setup(grid, session)
+            state = aggregator.setup(grid, session)
             out.setup_s = time.perf_counter() - start
             inner = FlowerFedAvg(fraction_evaluate=0.0, min_train_nodes=k, min_available_nodes=k)
-            strategy = aggregator.wrap(inner, session)
+            strategy = aggregator.wrap(inner, session, state)
             arrays = ArrayRecord([np.zeros(d, dtype=np.float32)])
             task = _task_json()
             for r in range(1, rounds + 1):
-                config = ConfigRecord({rec.TASK_KEY: task, rec.PHASE_KEY: rec.PHASE_FIT})
+                config = ConfigRecord({wire.TASK_KEY: task, wire.PHASE_KEY: wire.PHASE_FIT})
                 t0 = time.perf_counter()
                 messages = strategy.configure_train(r, arrays, config, grid)
                 replies = list(grid.send_and_receive(messages, timeout=600))

@@ -6,9 +6,9 @@ lazily, so ``import fedplug.data`` on a pod's tooling does not import torch or F
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fedplug._lazy import lazy_exports
 from fedplug._version import __version__
 
 _EXPORTS = {
@@ -41,7 +41,6 @@ _EXPORTS = {
     "fedplug._api": ["TabularClassifier", "combine_pod_schemas"],
     "fedplug._flower": ["Aggregator", "FedAvg", "SecureAggregator"],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "Aggregator",
@@ -76,18 +75,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fedplug' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # static analysers see the eager imports
     from fedplug._api import TabularClassifier, combine_pod_schemas

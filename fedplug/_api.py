@@ -81,7 +81,7 @@ class TabularClassifier:
 
     #: The fedplug plugin API this model is written for (it is the ``tabular-classifier``
     #: model plugin).
-    fedplug_plugin_api = 1
+    fedplug_plugin_api = 2
 
     # Set once trained (fit() or deserialize()); absent before: the trained task and
     # weights, and the history of the federated run.

@@ -6,12 +6,11 @@ the project's own plugins register too) or by an import path ``pkg.module:attr``
 metadata; a plugin's module is imported when the plugin is loaded.
 
 Every loaded plugin must declare the plugin API it was written for in an attribute
-``fedplug_plugin_api`` (an int in :data:`SUPPORTED_PLUGIN_APIS`).
+``fedplug_plugin_api`` (an int in :data:`SUPPORTED_PLUGIN_APIS` for its kind).
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,11 +18,27 @@ from importlib.metadata import EntryPoint, entry_points, packages_distributions,
 from typing import Any
 
 from fedplug._errors import PluginError
+from fedplug._validation import did_you_mean
 
 #: The plugin API this fedplug defines (what a new plugin should declare).
-PLUGIN_API_VERSION = 1
-#: The plugin API versions this fedplug can load.
-SUPPORTED_PLUGIN_APIS = frozenset({1})
+PLUGIN_API_VERSION = 2
+#: The plugin API versions this fedplug can load, by plugin kind. Version 2 changed only
+#: the aggregator contract (see :data:`CHANGES`); other kinds written for 1 still load.
+SUPPORTED_PLUGIN_APIS: dict[str, frozenset[int]] = {
+    "strategies": frozenset({1, 2}),
+    "models": frozenset({1, 2}),
+    "datasources": frozenset({1, 2}),
+    "aggregators": frozenset({2}),
+}
+#: What a plugin of a kind written for an older plugin API must change, by (kind, version).
+CHANGES = {
+    ("aggregators", 1): (
+        "in plugin API 2, setup(grid, session) returns the run's state instead of storing it "
+        "on the aggregator, wrap(inner, session, state, on_round) takes that state and "
+        "returns a fedplug.plugins.PodStrategy, and validate() is a method of the base "
+        "class; see docs/writing-a-plugin.md"
+    ),
+}
 #: The attribute a plugin declares its plugin API version in.
 API_ATTRIBUTE = "fedplug_plugin_api"
 
@@ -163,7 +178,7 @@ def check_api(obj: Any, info: PluginInfo) -> None:
     """Refuse a plugin that does not declare a supported plugin API version."""
     what = _SINGULAR[info.kind]
     declared = getattr(obj, API_ATTRIBUTE, None)
-    supported = sorted(SUPPORTED_PLUGIN_APIS)
+    supported = sorted(SUPPORTED_PLUGIN_APIS[info.kind])
     where = f"{what} plugin {info.name!r} ({info.target}, from {info.origin()})"
     if declared is None:
         raise PluginError(
@@ -177,10 +192,12 @@ def check_api(obj: Any, info: PluginInfo) -> None:
             f"supports plugin API version(s) {supported}. Its author must set "
             f"`{API_ATTRIBUTE} = {PLUGIN_API_VERSION}`."
         )
-    if declared not in SUPPORTED_PLUGIN_APIS:
+    if declared not in SUPPORTED_PLUGIN_APIS[info.kind]:
+        change = CHANGES.get((info.kind, declared))
+        why = f" ({change})" if change else ""
         raise PluginError(
             f"{where} was written for fedplug plugin API version {declared}, but this fedplug "
-            f"supports plugin API version(s) {supported}. Install a release of "
+            f"supports {what} plugin API version(s) {supported}{why}. Install a release of "
             f"{info.distribution or 'the plugin'} built for plugin API {PLUGIN_API_VERSION}, "
             "or a fedplug release that supports its version."
         )
@@ -222,8 +239,7 @@ def resolve(kind: str, name: str) -> tuple[Any, PluginInfo]:
         obj, info = _import(kind, name)
     else:
         names = available(kind)
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, names)
         raise PluginError(
             f"unknown {what} {name!r}{hint}; installed {kind}: {names}. Use one of those "
             f"names, install the package that provides {name!r} (run `fedplug plugins` to see "

@@ -20,6 +20,7 @@ from fedplug._validation import check_known_keys, quoted
 
 if TYPE_CHECKING:  # imported lazily below: they pull in torch and Flower
     from fedplug._flower import Aggregator, RunPlan, RunResult
+    from fedplug._flower._wire import PodInfo
     from fedplug.data import Schema
     from fedplug.learning import TrainingTask
 
@@ -107,7 +108,7 @@ def objects_from_config(cfg: Any) -> ComposedRun:
     )
     agg_cfg = plain(cfg.aggregator)
     agg_ref = plugin_ref(agg_cfg, "aggregator")
-    aggregator = load_plugin("aggregators", agg_ref)(**(agg_cfg.get("params") or {}))
+    aggregator = make_aggregator(agg_ref, dict(agg_cfg.get("params") or {}))
     strat_cfg = plain(cfg.strategy)
     strat_ref = plugin_ref(strat_cfg, "strategy")
     return ComposedRun(
@@ -133,6 +134,34 @@ def initial_weights(task: TrainingTask) -> list[np.ndarray]:
     return get_weights(TabularNetSpec.from_dict(task.model).build())
 
 
+def make_aggregator(ref: str, params: dict[str, Any]) -> Aggregator:
+    """The aggregator plugin ``ref`` with ``params`` (a Hydra group's ``params``)."""
+    from fedplug._flower import Aggregator
+    from fedplug._plugins import load_plugin
+
+    cls = load_plugin("aggregators", ref)
+    if not (isinstance(cls, type) and issubclass(cls, Aggregator)):
+        raise ConfigError(
+            f"aggregator {ref!r} is {cls!r}, not a subclass of fedplug.Aggregator; point the "
+            "plugin's entry point (or _target_) at its Aggregator subclass."
+        )
+    return cls(**only_known(params, cls, "aggregator"))
+
+
+def check_aggregator(aggregator: object) -> Aggregator:
+    """``aggregator`` itself once it is a valid fedplug Aggregator, else a ConfigError."""
+    from fedplug._flower import Aggregator
+
+    if not isinstance(aggregator, Aggregator):
+        raise ConfigError(
+            f"aggregator={aggregator!r} is not a fedplug Aggregator; pass an instance such as "
+            "fedplug.FedAvg() or fedplug.SecureAggregator() (in Hydra: aggregator=fedavg or "
+            "aggregator=secure)."
+        )
+    aggregator.validate()
+    return aggregator
+
+
 def build_plan(
     model: Any,
     pod_names: Sequence[str],
@@ -144,6 +173,7 @@ def build_plan(
     round_timeout: float = 300.0,
     connect_timeout: float = 120.0,
     on_round: Callable[[int, dict, dict], None] | None = None,
+    found: tuple[dict[int, str], dict[str, PodInfo]] | None = None,
 ) -> RunPlan:
     """The plan that trains ``model`` over the named pods, given their combined schema.
 
@@ -155,9 +185,7 @@ def build_plan(
     from fedplug._flower import FedAvg, RunPlan
 
     model._check_params()
-    aggregator = aggregator if aggregator is not None else FedAvg()
-    if hasattr(aggregator, "validate"):
-        aggregator.validate()
+    aggregator = check_aggregator(aggregator if aggregator is not None else FedAvg())
     names = list(pod_names)
     model.datastructure.check_pods(names)
     task = model._task(schema)
@@ -171,6 +199,7 @@ def build_plan(
         round_timeout=float(round_timeout),
         connect_timeout=float(connect_timeout),
         on_round=on_round,
+        found=found,
     )
 
 

@@ -63,4 +63,51 @@ def test_errors_share_one_base() -> None:
 
 
 def test_all_matches_the_lazy_exports() -> None:
-    assert sorted(fedplug.__all__) == sorted([*fedplug._WHERE, "__version__"])
+    import fedplug._flower
+    import fedplug.plugins
+
+    for package, extra in (
+        (fedplug, ["__version__"]),
+        (fedplug._flower, []),
+        (fedplug.plugins, []),
+    ):
+        lazy = [name for names in package._EXPORTS.values() for name in names]
+        assert sorted(package.__all__) == sorted([*lazy, *extra]), package.__name__
+        assert set(package.__all__) <= set(dir(package))
+
+
+PLUGINS_EXPECTED = [
+    "PLUGIN_API_VERSION",
+    "SUPPORTED_PLUGIN_APIS",
+    "Aggregator",
+    "Datasource",
+    "PlaintextStrategy",
+    "PluginInfo",
+    "PodSession",
+    "PodStrategy",
+    "RoundCallback",
+    "StrategyPlugin",
+    "every_pod",
+    "list_plugins",
+    "load_plugin",
+]
+
+
+def test_the_plugin_api_is_pinned_and_resolves() -> None:
+    import fedplug.plugins
+
+    assert sorted(fedplug.plugins.__all__) == sorted(PLUGINS_EXPECTED)
+    for name in fedplug.plugins.__all__:
+        assert getattr(fedplug.plugins, name) is not None
+    assert fedplug.plugins.Aggregator is fedplug.Aggregator
+
+
+def test_listing_plugins_imports_neither_flower_nor_torch() -> None:
+    code = (
+        "import sys; from fedplug.plugins import list_plugins; "
+        "names = {p.name for p in list_plugins('aggregators')}; "
+        "print(sorted(names), 'flwr' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["False", "False"]
+    assert "'secure'" in out.stdout and "'fedavg'" in out.stdout

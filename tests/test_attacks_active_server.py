@@ -16,10 +16,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from fedplug import SecureAggregator
 from fedplug._flower import LocalGrid
-from fedplug._flower import _records as rec
-from fedplug._flower._secure_pod import SecureParams
+from fedplug._flower import _wire as wire
 from fedplug._flower._secure_strategy import SecureKeys, run_key_setup
 from fedplug._flower._session import PodSession
+from fedplug._flower._wire import SecureParams
 from fedplug.secagg import IdentityKey, KeyBundle, exchange_public_bytes, new_exchange_key
 
 SECURE = {"policy": {"require_secure_aggregation": True, "min_pods": 2}}
@@ -33,7 +33,7 @@ def _secure_pods(fed_pods, n: int = 3, **extra: dict) -> list:  # noqa: ANN001
 
 def _setup(grid: LocalGrid, n: int) -> tuple[PodSession, SecureKeys]:
     session = PodSession(pods={i + 1: f"pod-{chr(ord('a') + i)}" for i in range(n)})
-    return session, run_key_setup(grid, session, SecureAggregator())
+    return session, run_key_setup(grid, session, SecureAggregator().settings())
 
 
 def _exchange(  # noqa: ANN202
@@ -62,27 +62,27 @@ def _exchange(  # noqa: ANN202
     )
     config = ConfigRecord(
         {
-            rec.TASK_KEY: plan.task.to_json(),
-            rec.PHASE_KEY: rec.PHASE_STATS,
-            "fedplug-pods": json.dumps(sorted(participants)),
+            wire.TASK_KEY: plan.task.to_json(),
+            wire.PHASE_KEY: wire.PHASE_STATS,
+            wire.PODS_KEY: json.dumps(sorted(participants)),
         }
     )
     content = RecordDict(
         {
             "arrays": ArrayRecord([np.zeros(len(plan.task.continuous()))]),
             "config": config,
-            rec.SECURE_KEY: params.to_record(),
+            wire.SECURE_KEY: params.to_record(),
         }
     )
     (reply,) = grid.send_and_receive(
-        [Message(content, dst_node_id=node, message_type=rec.SECURE_TRAIN)]
+        [Message(content, dst_node_id=node, message_type=wire.SECURE_TRAIN)]
     )
     return reply
 
 
 def _refused(reply: Message, reason: str) -> None:
     assert reply.has_error(), "the pod answered; it should have refused"
-    assert reply.error.code == rec.POLICY_REFUSAL, reply.error.reason
+    assert reply.error.code == wire.POLICY_REFUSAL, reply.error.reason
     assert json.loads(reply.error.reason)["reason"] == reason, reply.error.reason
 
 
@@ -97,12 +97,12 @@ def test_a_second_key_setup_in_a_run_is_refused_and_resets_nothing(fed_pods) -> 
         RecordDict(
             {
                 "config": ConfigRecord(
-                    {"run": keys.run, "fedplug-pods": json.dumps(session.pod_names)}
+                    {"run": keys.run, wire.PODS_KEY: json.dumps(session.pod_names)}
                 )
             }
         ),
         dst_node_id=1,
-        message_type=rec.SECAGG_SETUP,
+        message_type=wire.SECAGG_SETUP,
     )
     for run in (keys.run, "a-run-id-of-the-servers-choosing"):
         setup.content["config"]["run"] = run
@@ -110,7 +110,7 @@ def test_a_second_key_setup_in_a_run_is_refused_and_resets_nothing(fed_pods) -> 
         _refused(reply, "setup-repeated")
     for other in (["pod-a", "pod-c"], ["pod-a", "pod-b"]):
         reply = _exchange(grid, plan, keys, 1, 1, other, attempt=1)
-        assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+        assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
 
 
 def test_an_invented_peer_is_refused(fed_pods) -> None:

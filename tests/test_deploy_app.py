@@ -20,6 +20,7 @@ from flwr.app import Context, Message, RecordDict
 
 from fedplug._errors import ConfigError, PodConfigError, PolicyRefusal
 from fedplug._flower import LocalGrid, SecureAggregator, build_client_app
+from fedplug._flower import _wire as wire
 from fedplug._flower import app as flower_app
 from fedplug._task_builder import compose_config, objects_from_config
 from fedplug.cli._pod import supernode_command
@@ -101,7 +102,11 @@ def test_the_server_app_trains_and_writes_outputs(tmp_path: Path) -> None:
     pods = write_pods(tmp_path / "pods", names=("p-1", "p-2"), rows=(150, 120))
     out = tmp_path / "out"
     context = _context("aggregator=secure model.rounds=1 pods.identifiers=[p-1,p-2]", out)
-    assert flower_app.run_deployed(_grid(pods), context) == out
+    grid = _grid(pods)
+    assert flower_app.run_deployed(grid, context) == out
+    # The pods are found once: the run reuses what building the model asked them.
+    queries = [m for m in grid.sent if m.metadata.message_type == wire.SCHEMA_QUERY]
+    assert sorted(m.metadata.dst_node_id for m in queries) == [1, 2]
     summary = json.loads((out / "history.json").read_text())
     assert [h["round"] for h in summary["history"]] == [1]
     assert summary["config"]["aggregator"]["name"] == "secure"
@@ -156,7 +161,7 @@ def test_finding_pods_never_waits_on_a_dead_or_unrelated_supernode(tmp_path: Pat
     # An hour's timeout: had the search waited on node 3, pytest's timeout would end it.
     nodes, infos = flower_app.find_pods(grid, ["p-2", "p-1"], timeout=3600, interval=0.01)
     assert nodes == {2: "p-2", 1: "p-1"}
-    assert set(infos) == {"p-1", "p-2"} and infos["p-1"]["min_pods"] == 2
+    assert set(infos) == {"p-1", "p-2"} and infos["p-1"].min_pods == 2
     with pytest.raises(PodConfigError, match=r"\['p-3'\] not found .*found: \['p-1', 'p-2'\]"):
         flower_app.find_pods(grid, ["p-1", "p-3"], timeout=0.3, interval=0.01)
 

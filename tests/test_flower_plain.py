@@ -6,7 +6,7 @@ import numpy as np
 from fed_harness import run_local
 
 from fedplug import FedAvg
-from fedplug._flower import _records as rec
+from fedplug._flower import _wire as wire
 
 
 def test_fedavg_result_is_the_weighted_mean_of_the_pods_updates(fed_pods) -> None:
@@ -15,7 +15,7 @@ def test_fedavg_result_is_the_weighted_mean_of_the_pods_updates(fed_pods) -> Non
     train = [
         r
         for r in grid.replies
-        if r.metadata.message_type == rec.TRAIN
+        if r.metadata.message_type == wire.TRAIN
         and not r.has_error()
         and "arrays" in r.content
         # the statistics exchanges carry one vector; training replies carry the model

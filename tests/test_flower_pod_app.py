@@ -10,7 +10,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from fedplug import FedAvg
 from fedplug._flower import LocalGrid, build_client_app
-from fedplug._flower import _records as rec
+from fedplug._flower import _wire as wire
 
 
 def _send(grid: LocalGrid, content: RecordDict, message_type: str, node: int = 1) -> Message:
@@ -26,9 +26,9 @@ def _train_content(plan) -> RecordDict:  # noqa: ANN001
             "arrays": ArrayRecord([np.asarray(w) for w in plan.initial_weights]),
             "config": ConfigRecord(
                 {
-                    rec.TASK_KEY: plan.task.with_scaling(np.zeros(6), np.ones(6)).to_json(),
+                    wire.TASK_KEY: plan.task.with_scaling(np.zeros(6), np.ones(6)).to_json(),
                     "server-round": 1,
-                    "fedplug-pods": json.dumps(plan.pods),
+                    wire.PODS_KEY: json.dumps(plan.pods),
                 }
             ),
         }
@@ -37,7 +37,7 @@ def _train_content(plan) -> RecordDict:  # noqa: ANN001
 
 def test_schema_query_returns_metadata_only(fed_pods) -> None:
     pods = fed_pods(2, rows=120)
-    reply = _send(make_grid(pods), RecordDict(), rec.SCHEMA_QUERY)
+    reply = _send(make_grid(pods), RecordDict(), wire.SCHEMA_QUERY)
     assert not reply.has_error()
     record = reply.content["schema"]
     assert record["pod"] == "pod-a"
@@ -51,13 +51,13 @@ def test_plaintext_train_and_evaluate(fed_pods) -> None:
     pods = fed_pods(2, rows=120)
     plan = make_plan(pods, FedAvg(), rounds=1)
     grid = make_grid(pods)
-    reply = _send(grid, _train_content(plan), rec.TRAIN)
+    reply = _send(grid, _train_content(plan), wire.TRAIN)
     assert not reply.has_error(), reply.error
     arrays = reply.content["arrays"].to_numpy_ndarrays()
     assert [a.shape for a in arrays] == [np.shape(w) for w in plan.initial_weights]
     assert not all(np.array_equal(a, w) for a, w in zip(arrays, plan.initial_weights, strict=True))
     assert reply.content["metrics"]["num-examples"] == 90  # 120 rows, 25% held out
-    reply = _send(grid, _train_content(plan), rec.EVALUATE)
+    reply = _send(grid, _train_content(plan), wire.EVALUATE)
     assert not reply.has_error(), reply.error
     assert 0.0 <= reply.content["metrics"]["accuracy"] <= 1.0
 
@@ -65,29 +65,29 @@ def test_plaintext_train_and_evaluate(fed_pods) -> None:
 def test_unknown_message_type_gets_an_error_reply(fed_pods) -> None:
     pods = fed_pods(2, rows=120)
     reply = _send(make_grid(pods), RecordDict(), "query.gossip")
-    assert reply.has_error() and reply.error.code == rec.BAD_REQUEST
+    assert reply.has_error() and reply.error.code == wire.BAD_REQUEST
     assert "does not handle this message type; it handles query.schema" in reply.error.reason
 
 
 def test_malformed_train_message_gets_an_error_reply(fed_pods) -> None:
     pods = fed_pods(2, rows=120)
     grid = make_grid(pods)
-    reply = _send(grid, RecordDict({"config": ConfigRecord({"x": 1})}), rec.TRAIN)
-    assert reply.has_error() and reply.error.code == rec.BAD_REQUEST
+    reply = _send(grid, RecordDict({"config": ConfigRecord({"x": 1})}), wire.TRAIN)
+    assert reply.has_error() and reply.error.code == wire.BAD_REQUEST
     assert "pod 'pod-a' failed (bad-request)" in reply.error.reason
-    garbage = RecordDict({"config": ConfigRecord({rec.TASK_KEY: "{not json"})})
-    reply = _send(grid, garbage, rec.EVALUATE)
+    garbage = RecordDict({"config": ConfigRecord({wire.TASK_KEY: "{not json"})})
+    reply = _send(grid, garbage, wire.EVALUATE)
     assert reply.has_error() and "pod 'pod-a'" in reply.error.reason
     # The pod still works afterwards.
-    assert not _send(grid, RecordDict(), rec.SCHEMA_QUERY).has_error()
+    assert not _send(grid, RecordDict(), wire.SCHEMA_QUERY).has_error()
 
 
 def test_train_without_the_pod_list_is_refused_below_min_pods(fed_pods) -> None:
     pods = fed_pods(2, rows=120)
     plan = make_plan(pods, FedAvg(), rounds=1)
     content = _train_content(plan)
-    del content["config"]["fedplug-pods"]
-    reply = _send(make_grid(pods), content, rec.TRAIN)
+    del content["config"][wire.PODS_KEY]
+    reply = _send(make_grid(pods), content, wire.TRAIN)
     assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "too-few-pods"
 
 
@@ -95,15 +95,15 @@ def test_task_kind_outside_policy_is_refused(fed_pods) -> None:
     policy = {"policy": {"min_pods": 2, "accepted_tasks": ["evaluate"]}}
     pods = fed_pods(2, rows=120, policies={"pod-a": policy})
     plan = make_plan(pods, FedAvg(), rounds=1)
-    reply = _send(make_grid(pods), _train_content(plan), rec.TRAIN)
-    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    reply = _send(make_grid(pods), _train_content(plan), wire.TRAIN)
+    assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
     payload = json.loads(reply.error.reason)
     assert payload["reason"] == "task-kind" and payload["pods"] == ["pod-a"]
 
 
 def test_supernode_without_a_pod_explains_how_to_name_one() -> None:
     grid = LocalGrid({1: build_client_app()})
-    reply = _send(grid, RecordDict(), rec.SCHEMA_QUERY)
+    reply = _send(grid, RecordDict(), wire.SCHEMA_QUERY)
     assert reply.has_error()
     assert "serves no pod" in reply.error.reason and "fedplug pod start" in reply.error.reason
 
@@ -115,7 +115,7 @@ def test_pod_with_invalid_data_refuses_with_every_violation(fed_pods, tmp_path) 
     lines[5] = "x" + lines[5]  # a non-numeric age
     lines[7] = lines[7].replace("Private", "Pirate")  # outside the workclass vocabulary
     csv.write_text("\n".join(lines) + "\n")
-    reply = _send(make_grid(pods), RecordDict(), rec.SCHEMA_QUERY)
+    reply = _send(make_grid(pods), RecordDict(), wire.SCHEMA_QUERY)
     assert reply.has_error()
     # The schema's column names, never the offending values (those are in the pod's log).
     assert "columns ['age', 'workclass']" in reply.error.reason

@@ -9,7 +9,7 @@ import pytest
 from fed_harness import make_grid, make_plan, max_rel_diff, run_local
 
 from fedplug import FedAvg, PolicyRefusal, SecureAggregationError, SecureAggregator
-from fedplug._flower import _records as rec
+from fedplug._flower import _wire as wire
 from fedplug._flower import run_plan
 
 
@@ -84,7 +84,7 @@ def test_masked_uploads_of_equal_updates_are_unrelated(fed_pods, tmp_path) -> No
     uploads = [
         r.content["masked"].to_numpy_ndarrays()[0]
         for r in _uploads(grid)
-        if "masked" in r.content and r.metadata.message_type == rec.SECURE_TRAIN
+        if "masked" in r.content and r.metadata.message_type == wire.SECURE_TRAIN
     ]
     from fedplug.secagg._field import unpack
 
@@ -94,7 +94,7 @@ def test_masked_uploads_of_equal_updates_are_unrelated(fed_pods, tmp_path) -> No
             r.content["masked"].to_numpy_ndarrays()[0], int(r.content["layout"]["length"])
         )
         for r in _uploads(grid)
-        if "masked" in r.content and r.metadata.message_type == rec.SECURE_TRAIN
+        if "masked" in r.content and r.metadata.message_type == wire.SECURE_TRAIN
     }
     assert len(uploads) >= 3
     first, second = by_node[1], by_node[2]
@@ -138,14 +138,14 @@ def test_pod_requiring_secure_refuses_plaintext(fed_pods) -> None:
         RecordDict(
             {
                 "arrays": ArrayRecord([np.asarray(w) for w in plan.initial_weights]),
-                "config": ConfigRecord({rec.TASK_KEY: plan.task.to_json()}),
+                "config": ConfigRecord({wire.TASK_KEY: plan.task.to_json()}),
             }
         ),
         dst_node_id=2,
-        message_type=rec.TRAIN,
+        message_type=wire.TRAIN,
     )
     (reply,) = grid.send_and_receive([message])
-    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
     assert "requires secure aggregation" in reply.error.reason
     # ... and the secure run with the same pod goes through.
     secure, _ = run_local(pods, SecureAggregator(), rounds=1)
@@ -153,7 +153,7 @@ def test_pod_requiring_secure_refuses_plaintext(fed_pods) -> None:
 
 
 def _secure_train_messages(grid):  # noqa: ANN001
-    return [m for m in grid.sent if m.metadata.message_type == rec.SECURE_TRAIN]
+    return [m for m in grid.sent if m.metadata.message_type == wire.SECURE_TRAIN]
 
 
 def test_tampered_roster_signature_is_refused(fed_pods) -> None:
@@ -170,18 +170,18 @@ def test_tampered_roster_signature_is_refused(fed_pods) -> None:
                     {
                         "run": "r1",
                         "q": str(2**61 - 1),
-                        "fedplug-pods": json.dumps(["pod-a", "pod-b"]),
+                        wire.PODS_KEY: json.dumps(["pod-a", "pod-b"]),
                     }
                 )
             }
         ),
         dst_node_id=1,
-        message_type=rec.SECAGG_SETUP,
+        message_type=wire.SECAGG_SETUP,
     )
     (bundle_reply,) = fresh.send_and_receive([setup])
     own = json.loads(str(bundle_reply.content["bundle"]["bundle"]))
     template = _secure_train_messages(grid)[0]
-    secure = template.content[rec.SECURE_KEY]
+    secure = template.content[wire.SECURE_KEY]
     roster = json.loads(str(secure["roster"]))
     other = next(b for b in roster if b["pod"] != own["pod"])
     other["signature"] = own["signature"]  # a signature that does not match its key
@@ -189,11 +189,11 @@ def test_tampered_roster_signature_is_refused(fed_pods) -> None:
     record["run"] = "r1"
     record["roster"] = json.dumps([own, other])
     content = RecordDict(dict(template.content.items()))
-    content[rec.SECURE_KEY] = record
+    content[wire.SECURE_KEY] = record
     (reply,) = fresh.send_and_receive(
-        [Message(content, dst_node_id=1, message_type=rec.SECURE_TRAIN)]
+        [Message(content, dst_node_id=1, message_type=wire.SECURE_TRAIN)]
     )
-    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
     payload = json.loads(reply.error.reason)
     assert payload["reason"] == "bad-signature"
     assert other["pod"] in payload["pods"]
@@ -206,10 +206,10 @@ def test_replayed_round_is_refused(fed_pods) -> None:
     from flwr.app import Message
 
     again = Message(
-        replay.content, dst_node_id=replay.metadata.dst_node_id, message_type=rec.SECURE_TRAIN
+        replay.content, dst_node_id=replay.metadata.dst_node_id, message_type=wire.SECURE_TRAIN
     )
     (reply,) = grid.send_and_receive([again])
-    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
     assert json.loads(reply.error.reason)["reason"] == "replayed-round"
 
 
@@ -220,7 +220,7 @@ def _silent_in_round(pod_node: int, server_round: int):  # noqa: ANN202
     def deliver(node_id: int, message) -> bool:  # noqa: ANN001
         config = message.content.get("config")
         is_round = config is not None and int(config.get("server-round", -1)) == server_round
-        train = message.metadata.message_type in (rec.TRAIN, rec.SECURE_TRAIN)
+        train = message.metadata.message_type in (wire.TRAIN, wire.SECURE_TRAIN)
         if node_id == pod_node and is_round and train and not state["dropped"]:
             state["dropped"] = True
             return False
@@ -251,7 +251,7 @@ def test_dropout_result_equals_plaintext_mean_over_survivors(fed_pods, caplog) -
     assert "pod-c" in caplog.text and "dropped out" in caplog.text
     # It missed one message, and was never asked again in that run.
     to_c = [m for m in grid.sent if m.metadata.dst_node_id == 3]
-    assert to_c[-1].metadata.message_type == rec.SECURE_TRAIN
+    assert to_c[-1].metadata.message_type == wire.SECURE_TRAIN
     assert not any(r.has_error() for r in grid.replies)
 
 
@@ -285,14 +285,14 @@ def test_client_sampling_is_refused_under_secure_aggregation(fed_pods) -> None:
     plan = make_plan(pods, SecureAggregator(), strategy_params={"fraction_train": 0.67})
     with pytest.raises(ConfigError, match=r"fraction_train=0.67.*fraction_train=1.0"):
         run_plan(grid, plan)
-    assert not any(m.metadata.message_type == rec.SECAGG_SETUP for m in grid.sent)
+    assert not any(m.metadata.message_type == wire.SECAGG_SETUP for m in grid.sent)
 
 
 def test_too_few_survivors_is_a_clear_error(fed_pods) -> None:
     pods = fed_pods(3)
 
     def two_silent(node_id: int, message) -> bool:  # noqa: ANN001
-        return not (node_id in (2, 3) and message.metadata.message_type == rec.SECURE_TRAIN)
+        return not (node_id in (2, 3) and message.metadata.message_type == wire.SECURE_TRAIN)
 
     grid = make_grid(pods, deliver=two_silent)
     with pytest.raises(SecureAggregationError, match="pod-b.*pod-c|min_pods"):
@@ -315,7 +315,7 @@ def test_unapproved_pods_are_refused_at_key_setup(fed_pods) -> None:
     grid = make_grid(pods)
     with pytest.raises(PolicyRefusal, match="pod-a"):
         run_plan(grid, make_plan(pods, SecureAggregator(), rounds=1))
-    setups = [r for r in grid.replies if r.metadata.message_type == rec.SECAGG_SETUP]
+    setups = [r for r in grid.replies if r.metadata.message_type == wire.SECAGG_SETUP]
     refused = [r for r in setups if r.has_error()]
     assert refused and json.loads(refused[0].error.reason)["reason"] == "unapproved-pod"
 
@@ -323,19 +323,28 @@ def test_unapproved_pods_are_refused_at_key_setup(fed_pods) -> None:
 def test_malformed_upload_names_the_pod() -> None:
     from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
+    from fedplug._flower._flower_internals import ensure_task_identity
     from fedplug._flower._secure_strategy import _upload
     from fedplug.secagg._field import pack
 
+    ensure_task_identity(1, 0, 0)  # Flower's Message needs a task, as on a Grid
+
     def reply(array: np.ndarray, length: int) -> Message:
         content = RecordDict(
-            {"masked": ArrayRecord([array]), "layout": ConfigRecord({"length": length})}
+            {
+                "masked": ArrayRecord([array]),
+                "layout": ConfigRecord({"length": length, "metric-keys": '["loss"]'}),
+            }
         )
         return Message(content, dst_node_id=1, message_type="train.secure")
 
     words = pack(np.arange(50, dtype=np.uint64))
-    view, length = _upload("pod-a", reply(words, 50))
-    assert length == 50 and np.array_equal(view, words)  # read in place, not copied
-    with pytest.raises(SecureAggregationError, match=r"upload of pod 'pod-b' is malformed.*float"):
+    upload = _upload("pod-a", reply(words, 50))
+    assert upload.length == 50 and upload.metric_keys == ["loss"]
+    assert np.array_equal(upload.words, words)  # read in place, not copied
+    with pytest.raises(
+        SecureAggregationError, match=r"pod 'pod-b': a masked upload is malformed.*float"
+    ):
         _upload("pod-b", reply(np.zeros(5, dtype=np.float32), 5))
 
 
@@ -389,7 +398,7 @@ def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
 ) -> None:
     import dataclasses
 
-    from fedplug._flower._secure_pod import SecureParams
+    from fedplug._flower._wire import SecureParams
 
     root = state_root
     pods = fed_pods(3, rows=200)
@@ -402,12 +411,12 @@ def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
     # The server asks pod-a for one more exchange over the set that grew back: refused
     # before anything is computed or written.
     last = next(m for m in reversed(grid.sent) if m.metadata.dst_node_id == 1)
-    params = SecureParams.from_record(last.content[rec.SECURE_KEY])
+    params = SecureParams.from_message(last)
     grown = dataclasses.replace(
         params, seq=params.seq + 1, participants=["pod-a", "pod-b", "pod-c"]
     )
     content = last.content
-    content[rec.SECURE_KEY] = grown.to_record()
+    content[wire.SECURE_KEY] = grown.to_record()
     from flwr.app import Message
 
     (reply,) = grid.send_and_receive(

@@ -27,6 +27,8 @@ LAYERS = {
     "_validation": 0,
     "_version": 0,
     "_plugins": 0,
+    "_lazy": 0,
+    "plugins": 5,
     "testing": 6,
 }
 #: Third-party packages a layer must not import (the secure-aggregation core stays free of

@@ -199,10 +199,10 @@ def test_sampling_some_pods_fails_round_types() -> None:
 
 
 def test_missing_or_unsupported_api_fails_declarations() -> None:
-    with pytest.raises(AssertionError, match=r"check_declarations.*fedplug_plugin_api=None.*= 1"):
+    with pytest.raises(AssertionError, match=r"check_declarations.*fedplug_plugin_api=None.*= 2"):
         check_declarations(plugin(FedAvg, api=None))
-    with pytest.raises(AssertionError, match=r"fedplug_plugin_api=2; this fedplug supports \[1\]"):
-        check_strategy(plugin(FedAvg, api=2))
+    with pytest.raises(AssertionError, match=r"api=3; this fedplug supports \[1, 2\]"):
+        check_strategy(plugin(FedAvg, api=3))
 
 
 def test_secure_compatible_must_be_declared() -> None:

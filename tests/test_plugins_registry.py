@@ -80,7 +80,7 @@ def test_project_plugins_register_through_entry_points_and_declare_the_api() -> 
     assert {r.kind for r in own} == set(KINDS)
     for record in own:
         plugin, info = resolve(record.kind, record.name)
-        assert plugin.fedplug_plugin_api in SUPPORTED_PLUGIN_APIS, record
+        assert plugin.fedplug_plugin_api in SUPPORTED_PLUGIN_APIS[record.kind], record
         assert info == record
     assert {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedprox"} <= set(
         available("strategies")
@@ -91,8 +91,14 @@ def test_project_plugins_register_through_entry_points_and_declare_the_api() -> 
 
 
 def test_supported_versions() -> None:
-    assert PLUGIN_API_VERSION == 1
-    assert {1} == SUPPORTED_PLUGIN_APIS
+    assert PLUGIN_API_VERSION == 2
+    # Version 2 changed the aggregator contract only: other kinds written for 1 still load.
+    assert {
+        "strategies": {1, 2},
+        "models": {1, 2},
+        "datasources": {1, 2},
+        "aggregators": {2},
+    } == SUPPORTED_PLUGIN_APIS
 
 
 # -- unknown names ---------------------------------------------------------------------------
@@ -142,21 +148,39 @@ def test_a_third_party_claiming_a_builtin_name_is_a_conflict(fake_dist: FakeDist
 def test_incompatible_plugin_api_is_refused_with_the_supported_versions(
     fake_dist: FakeDist,
 ) -> None:
-    module = fake_dist("future-plugin", {"strategies": ["fedfuture"]}, api=2, version="3.0")
-    with pytest.raises(PluginError, match=r"plugin API version 2") as info:
+    module = fake_dist("future-plugin", {"strategies": ["fedfuture"]}, api=3, version="3.0")
+    with pytest.raises(PluginError, match=r"plugin API version 3") as info:
         load_plugin("strategies", "fedfuture")
     message = str(info.value)
     assert "'fedfuture'" in message
     assert f"{module}:factory" in message
     assert "'future-plugin' 3.0" in message
-    assert "supports plugin API version(s) [1]" in message
+    assert "supports strategy plugin API version(s) [1, 2]" in message
+
+
+def test_an_aggregator_written_for_plugin_api_1_is_refused_with_what_changed(
+    fake_dist: FakeDist,
+) -> None:
+    fake_dist("old-aggregator", {"aggregators": ["oldagg"]}, api=1, version="0.9")
+    with pytest.raises(PluginError, match=r"plugin API version 1") as info:
+        load_plugin("aggregators", "oldagg")
+    message = str(info.value)
+    assert "supports aggregator plugin API version(s) [2]" in message
+    assert "setup(grid, session) returns the run's state" in message
+    assert "docs/writing-a-plugin.md" in message
+    assert "'old-aggregator'" in message
+
+
+def test_other_kinds_written_for_plugin_api_1_still_load(fake_dist: FakeDist) -> None:
+    module = fake_dist("older-strategy", {"strategies": ["fedolder"]}, api=1)
+    assert load_plugin("strategies", "fedolder") is sys.modules[module].factory
 
 
 def test_missing_plugin_api_is_refused(fake_dist: FakeDist) -> None:
     fake_dist("old-plugin", {"models": ["oldnet"]}, api=None)
-    with pytest.raises(PluginError, match=r"does not declare.*fedplug_plugin_api = 1") as info:
+    with pytest.raises(PluginError, match=r"does not declare.*fedplug_plugin_api = 2") as info:
         load_plugin("models", "oldnet")
-    assert "'old-plugin'" in str(info.value) and "[1]" in str(info.value)
+    assert "'old-plugin'" in str(info.value) and "[1, 2]" in str(info.value)
 
 
 def test_non_integer_plugin_api_is_refused(fake_dist: FakeDist) -> None:
@@ -167,7 +191,7 @@ def test_non_integer_plugin_api_is_refused(fake_dist: FakeDist) -> None:
 
 def test_import_paths_are_checked_the_same_way(fake_dist: FakeDist) -> None:
     module = fake_dist("future-plugin", {}, api=7)
-    with pytest.raises(PluginError, match=r"plugin API version 7.*\[1\]") as info:
+    with pytest.raises(PluginError, match=r"plugin API version 7.*\[1, 2\]") as info:
         load_plugin("strategies", f"{module}:factory")
     assert "'future-plugin'" in str(info.value)
 

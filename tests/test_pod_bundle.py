@@ -19,7 +19,7 @@ from deploy_helpers import REPO_ROOT, write_pods
 from flwr.app import Context, Message, RecordDict
 
 from fedplug._flower import LocalGrid
-from fedplug._flower import _records as rec
+from fedplug._flower import _wire as wire
 from fedplug._flower import app as flower_app
 from fedplug._flower._flower_internals import COMPLETED, FAILED, TaskInput
 from fedplug._flower._pod_executor import (
@@ -94,7 +94,7 @@ def test_a_bundle_without_pyproject_is_refused() -> None:
 
 
 # -- the executor's answer ------------------------------------------------------------------
-def _task(fab: bytes, message_type: str = rec.SCHEMA_QUERY, run_id: int = 77) -> TaskInput:
+def _task(fab: bytes, message_type: str = wire.SCHEMA_QUERY, run_id: int = 77) -> TaskInput:
     LocalGrid({})  # sets Flower's task identity, which a new Message needs
     message = Message(RecordDict(), dst_node_id=1, message_type=message_type)
     message.metadata.__dict__["_message_id"] = "m-1"
@@ -112,7 +112,7 @@ def test_the_executor_refuses_a_foreign_bundle_and_runs_fedplugs_app_for_its_own
         with caplog.at_level("WARNING", logger="fedplug.pod"):
             reply, status, details = executor.answer(_task(evil))
         assert status == FAILED and reply.has_error()
-        assert reply.error.code == rec.POLICY_REFUSAL
+        assert reply.error.code == wire.POLICY_REFUSAL
         payload = json.loads(reply.error.reason)
         assert payload["reason"] == BUNDLE_REFUSED and payload["pods"] == ["pod-a"]
         assert payload["message"] == details
@@ -146,8 +146,8 @@ def test_the_executor_keeps_the_pods_state_to_itself(tmp_path: Path, fedplug_fab
     (pod,) = write_pods(tmp_path, names=("pod-a",), rows=(60,))
     executor = PodExecutor(pod, "127.0.0.1:9", b"s" * 32)
     try:
-        config = ConfigRecord({"run": "r-1", "fedplug-pods": json.dumps(["pod-a", "pod-b"])})
-        task = _task(fedplug_fab, rec.SECAGG_SETUP)
+        config = ConfigRecord({"run": "r-1", wire.PODS_KEY: json.dumps(["pod-a", "pod-b"])})
+        task = _task(fedplug_fab, wire.SECAGG_SETUP)
         task.message.content["config"] = config
         # A planted state claiming setup already happened (and holding chosen keys).
         task.context.state[STATE_KEY] = ConfigRecord({"state": '{"run_id": "planted"}'})
@@ -157,12 +157,12 @@ def test_the_executor_keeps_the_pods_state_to_itself(tmp_path: Path, fedplug_fab
         assert STATE_KEY not in task.context.state  # nothing of the pod's state goes back
         assert len(task.context.state) == 0
         # The pod's own record holds: a second setup in that run is refused.
-        again = _task(fedplug_fab, rec.SECAGG_SETUP)
+        again = _task(fedplug_fab, wire.SECAGG_SETUP)
         again.message.content["config"] = config
         reply, _, _ = executor.answer(again)
         assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "setup-repeated"
         # Another run is another record.
-        other = _task(fedplug_fab, rec.SECAGG_SETUP, run_id=78)
+        other = _task(fedplug_fab, wire.SECAGG_SETUP, run_id=78)
         other.message.content["config"] = config
         assert not executor.answer(other)[0].has_error()
         # Many runs, refused bundles or not, never push run 77's record out.
@@ -212,7 +212,7 @@ def test_the_bundles_named_client_app_refuses_on_a_plain_supernode(tmp_path: Pat
     task = _task(b"")
     task.context.node_config["pod"] = str(pod)
     reply = flower_app.client_app(task.message, task.context)
-    assert reply.has_error() and reply.error.code == rec.POLICY_REFUSAL
+    assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
     payload = json.loads(reply.error.reason)
     assert payload["reason"] == "unsafe-launch" and payload["pods"] == ["pod-a"]
     assert "plain flower-supernode" in payload["message"]
@@ -239,7 +239,7 @@ def test_a_pod_refusing_the_schema_query_fails_the_run_at_once_with_its_reason(
     assert info.value.reason == "unsafe-launch" and info.value.pods == ["pod-b"]
     # A SuperNode's own words never reach the modeller, only fedplug's fixed explanation.
     liar = LocalGrid(
-        {1: lambda m, c: rec.refusal_reply(m, "made-up", "VISIT evil.example", ["pod-b"])}
+        {1: lambda m, c: wire.refusal_reply(m, "made-up", "VISIT evil.example", ["pod-b"])}
     )
     with pytest.raises(PolicyRefusal, match="a reason fedplug does not know") as info:
         discover_pods(liar, ["pod-b"], timeout=3600)

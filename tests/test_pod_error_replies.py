@@ -18,7 +18,7 @@ from flwr.app import Message, RecordDict
 from fedplug import SecureAggregator
 from fedplug._errors import FedplugError
 from fedplug._flower import LocalGrid, run_plan
-from fedplug._flower import _records as rec
+from fedplug._flower import _wire as wire
 from fedplug._flower._pod_errors import FAILURES, REFUSALS
 from fedplug.data import Pod
 
@@ -42,9 +42,9 @@ def test_a_bad_cell_value_stays_in_the_pods_log(fed_pods, tmp_path, caplog) -> N
     grid = make_grid(pods)
     with caplog.at_level(logging.WARNING, logger="fedplug.pod"):
         (reply,) = grid.send_and_receive(
-            [Message(RecordDict(), dst_node_id=1, message_type=rec.SCHEMA_QUERY)]
+            [Message(RecordDict(), dst_node_id=1, message_type=wire.SCHEMA_QUERY)]
         )
-    assert reply.has_error() and reply.error.code == rec.POD_FAILURE
+    assert reply.has_error() and reply.error.code == wire.POD_FAILURE
     payload = json.loads(reply.error.reason)
     assert payload["reason"] == "pod-data"
     assert "pod 'pod-a'" in payload["message"] and "workclass" in payload["message"]

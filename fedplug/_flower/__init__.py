@@ -6,19 +6,16 @@ imports only the pod side, not the simulation engine or the server strategies.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_WHERE = {
-    "Aggregator": "._aggregators",
-    "FedAvg": "._aggregators",
-    "SecureAggregator": "._aggregators",
-    "LocalGrid": "._local_grid",
-    "build_client_app": "._pod_app",
-    "RunPlan": "._server",
-    "RunResult": "._server",
-    "run_plan": "._server",
-    "run_in_simulation": "._simulation",
+from fedplug._lazy import lazy_exports
+
+_EXPORTS = {
+    "._aggregators": ["Aggregator", "FedAvg", "SecureAggregator"],
+    "._local_grid": ["LocalGrid"],
+    "._pod_app": ["build_client_app"],
+    "._server": ["RunPlan", "RunResult", "run_plan"],
+    "._simulation": ["run_in_simulation"],
 }
 
 __all__ = [
@@ -34,17 +31,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from ._aggregators import Aggregator, FedAvg, SecureAggregator

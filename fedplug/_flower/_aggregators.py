@@ -1,55 +1,88 @@
 """Aggregators: how the pods' weighted mean is computed (plaintext or secure).
 
-:class:`Aggregator` is the extension point; a plugin subclasses it and implements
-:meth:`Aggregator.wrap`. ``__init__`` only stores parameters (checked in ``wrap``).
+:class:`Aggregator` is the extension point (plugin API 2). A plugin subclasses it:
+
+- ``__init__`` only stores its parameters; :meth:`Aggregator.validate` checks them;
+- :meth:`Aggregator.setup` runs once per run, before the first exchange, and *returns*
+  the run's state (keys, say); it keeps nothing on the aggregator, which may serve
+  several runs;
+- :meth:`Aggregator.wrap` takes that state and returns the :class:`PodStrategy` to run.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedplug._errors import ConfigError
 from fedplug.secagg import Q
 
+from ._pod_strategy import PlaintextStrategy, PodStrategy, RoundCallback
+from ._secure_strategy import (
+    SecureAggregationStrategy,
+    SecureSettings,
+    SecureSetup,
+    run_key_setup,
+)
 from ._session import PodSession
-from ._wrapper import AggregationStrategy, RoundCallback
+
+#: The type of the state an aggregator's ``setup`` returns and its ``wrap`` takes.
+StateT = TypeVar("StateT")
 
 
-class Aggregator(ABC):
+class Aggregator(ABC, Generic[StateT]):
     """Turns an inner weighted-mean strategy into the strategy a run executes."""
 
-    fedplug_plugin_api: ClassVar[int] = 1
+    fedplug_plugin_api: ClassVar[int] = 2
     #: Whether updates leave pods masked (pods requiring secure aggregation check this).
     secure: ClassVar[bool] = False
 
-    def setup(self, grid: Grid, session: PodSession) -> None:  # noqa: B027 - optional hook
-        """One-time work per run before the first exchange (key agreement, say)."""
+    def validate(self) -> None:  # noqa: B027 - an aggregator without parameters needs none
+        """Check the parameters ``__init__`` stored; raise :class:`~fedplug.ConfigError`
+        naming the parameter and the fix. Called before any pod is contacted."""
+
+    def setup(self, grid: Grid, session: PodSession) -> StateT:
+        """Once per run, before the first exchange (key agreement, say).
+
+        Returns the state :meth:`wrap` takes; the default has none.
+        """
+        return None  # type: ignore[return-value]  # StateT is None for stateless aggregators
 
     @abstractmethod
     def wrap(
-        self, inner: Strategy, session: PodSession, on_round: RoundCallback | None = None
-    ) -> Strategy:
-        """Return the strategy to run: ``inner`` with this aggregation applied."""
+        self,
+        inner: Strategy,
+        session: PodSession,
+        state: StateT,
+        on_round: RoundCallback | None = None,
+    ) -> PodStrategy:
+        """Return the strategy to run: ``inner`` with this aggregation applied.
+
+        Called for each phase of a run (feature statistics, then training) with the state
+        :meth:`setup` returned.
+        """
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
 
 
-class FedAvg(Aggregator):
+class FedAvg(Aggregator[None]):
     """Plaintext federated averaging, weighted by each pod's number of examples."""
 
     def wrap(
-        self, inner: Strategy, session: PodSession, on_round: RoundCallback | None = None
-    ) -> Strategy:
-        return AggregationStrategy(inner, session, on_round)
+        self,
+        inner: Strategy,
+        session: PodSession,
+        state: None,
+        on_round: RoundCallback | None = None,
+    ) -> PodStrategy:
+        return PlaintextStrategy(inner, session, on_round)
 
 
-class SecureAggregator(Aggregator):
+class SecureAggregator(Aggregator[SecureSetup]):
     """Additive secret sharing over GF(q): the server learns only the pods' sum.
 
     Parameters
@@ -88,38 +121,29 @@ class SecureAggregator(Aggregator):
         self.min_pods = min_pods
         self.timeout = timeout
 
+    def settings(self) -> SecureSettings:
+        """The parameters, checked and frozen for a run."""
+        return SecureSettings(
+            prime_q=self.prime_q,
+            clip=self.clip,
+            stats_clip=self.stats_clip,
+            max_weight=self.max_weight,
+            min_pods=self.min_pods,
+            timeout=self.timeout,
+        )
+
     def validate(self) -> None:
-        checks = [
-            (
-                isinstance(self.prime_q, int) and 2**31 < self.prime_q < 2**62,
-                "prime_q",
-                "a prime between 2^31 and 2^62, e.g. 2305843009213693951 (2^61 - 1)",
-            ),
-            (float(self.clip) > 0, "clip", "a positive number"),
-            (float(self.stats_clip) > 0, "stats_clip", "a positive number"),
-            (
-                isinstance(self.max_weight, int) and self.max_weight >= 1,
-                "max_weight",
-                "an integer >= 1",
-            ),
-            (isinstance(self.min_pods, int) and self.min_pods >= 2, "min_pods", "an integer >= 2"),
-            (float(self.timeout) > 0, "timeout", "a positive number of seconds"),
-        ]
-        for ok, name, fix in checks:
-            if not ok:
-                raise ConfigError(
-                    f"SecureAggregator: {name}={getattr(self, name)!r} is invalid; use {fix}."
-                )
+        self.settings()
 
-    def setup(self, grid: Grid, session: PodSession) -> None:
-        from ._secure_strategy import run_key_setup
-
-        self.validate()
-        self._keys = run_key_setup(grid, session, self)
+    def setup(self, grid: Grid, session: PodSession) -> SecureSetup:
+        settings = self.settings()
+        return SecureSetup(settings, run_key_setup(grid, session, settings))
 
     def wrap(
-        self, inner: Strategy, session: PodSession, on_round: RoundCallback | None = None
-    ) -> Strategy:
-        from ._secure_strategy import SecureAggregationStrategy
-
-        return SecureAggregationStrategy(inner, session, self, self._keys, on_round)
+        self,
+        inner: Strategy,
+        session: PodSession,
+        state: SecureSetup,
+        on_round: RoundCallback | None = None,
+    ) -> PodStrategy:
+        return SecureAggregationStrategy(inner, session, state.settings, state.keys, on_round)

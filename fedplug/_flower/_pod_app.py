@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedplug._errors import PodConfigError
-from fedplug.learning import TrainingTask
 
-from . import _records as rec
+from . import _wire as wire
+from ._pod_compute import plaintext_metrics, plaintext_update
 from ._pod_errors import failure, reply_for
 from ._pod_runtime import PodRuntime, load_runtime, pod_file_for
 from ._secure_pod import handle_secure, handle_setup
@@ -47,7 +45,7 @@ def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Mes
             name = runtime.name
             reply = handler(message, context, runtime)
             if not reply.has_error():
-                rec.check_reply_content(reply.content)
+                wire.check_reply_content(reply.content)
             return reply
         except Exception as exc:  # noqa: BLE001 - a pod answers, it does not crash
             return reply_for(message, name, exc)
@@ -55,78 +53,30 @@ def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Mes
     return wrapped
 
 
-def _task(message: Message) -> tuple[TrainingTask, ConfigRecord]:
-    config = message.content.config_records["config"]
-    return TrainingTask.from_json(str(config[rec.TASK_KEY])), config
-
-
 def handle_schema(message: Message, context: Context, runtime: PodRuntime) -> Message:
     policy = runtime.pod.policy
     metadata = runtime.data.schema.metadata()
     # Row counts stay private: in secure mode the server must not learn any pod's count.
     metadata.pop("num_rows", None)
-    record = ConfigRecord(
-        {
-            "pod": runtime.name,
-            "schema": json.dumps(metadata),
-            "require-secure": bool(policy.require_secure_aggregation),
-            "min-pods": int(policy.min_pods),
-        }
+    return wire.schema_reply(
+        message,
+        runtime.name,
+        metadata,
+        require_secure=bool(policy.require_secure_aggregation),
+        min_pods=int(policy.min_pods),
     )
-    return Message(RecordDict({"schema": record}), reply_to=message)
-
-
-def plaintext_update(
-    runtime: PodRuntime, message: Message
-) -> tuple[list[np.ndarray], dict[str, float], int]:
-    """What a pod computes for a train message: arrays, metrics and its example count."""
-    runtime.require_task_kind("train")
-    task, config = _task(message)
-    runtime.require_peers_allowed(
-        json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
-    )
-    trainer = runtime.trainer(task)
-    if str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS:
-        vector, n = trainer.moments()
-        return [vector], {}, n
-    weights = message.content.array_records["arrays"].to_numpy_ndarrays()
-    # FedProx sends its proximal coefficient in the train config.
-    mu = rec.as_float(config.get("proximal-mu", 0.0))
-    new_weights, metrics = trainer.fit(weights, rec.as_int(config.get("server-round", 0)), mu)
-    n = int(metrics.pop("num-examples"))
-    return new_weights, metrics, n
-
-
-def plaintext_metrics(runtime: PodRuntime, message: Message) -> tuple[dict[str, float], int]:
-    runtime.require_task_kind("evaluate")
-    task, config = _task(message)
-    runtime.require_peers_allowed(
-        json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
-    )
-    metrics = runtime.trainer(task).evaluate(
-        message.content.array_records["arrays"].to_numpy_ndarrays()
-    )
-    n = int(metrics.pop("num-examples"))
-    return metrics, n
 
 
 def handle_train(message: Message, context: Context, runtime: PodRuntime) -> Message:
     runtime.require_plaintext_allowed()
     arrays, metrics, n = plaintext_update(runtime, message)
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord([np.asarray(a) for a in arrays]),
-            "metrics": MetricRecord({**metrics, "num-examples": n}),
-        }
-    )
-    return Message(content, reply_to=message)
+    return Message(wire.train_content(arrays, metrics, n), reply_to=message)
 
 
 def handle_evaluate(message: Message, context: Context, runtime: PodRuntime) -> Message:
     runtime.require_plaintext_allowed()
     metrics, n = plaintext_metrics(runtime, message)
-    content = RecordDict({"metrics": MetricRecord({**metrics, "num-examples": n})})
-    return Message(content, reply_to=message)
+    return Message(wire.evaluate_content(metrics, n), reply_to=message)
 
 
 class PodClientApp(ClientApp):
@@ -137,13 +87,13 @@ class PodClientApp(ClientApp):
     """
 
     def __call__(self, message: Message, context: Context) -> Message:
-        if message.metadata.message_type not in rec.KNOWN_MESSAGE_TYPES:
+        if message.metadata.message_type not in wire.KNOWN_MESSAGE_TYPES:
             logger.warning(
                 "a pod got a message of type %r; it handles %s",
                 message.metadata.message_type,
-                list(rec.KNOWN_MESSAGE_TYPES),
+                list(wire.KNOWN_MESSAGE_TYPES),
             )
-            return failure(message, "?", "unknown-message", rec.BAD_REQUEST)
+            return failure(message, "?", "unknown-message", wire.BAD_REQUEST)
         return super().__call__(message, context)
 
 

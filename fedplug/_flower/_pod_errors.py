@@ -26,7 +26,7 @@ from fedplug._errors import (
     SecureAggregationError,
 )
 
-from . import _records as rec
+from . import _wire as wire
 
 logger = logging.getLogger("fedplug.pod")
 
@@ -79,7 +79,7 @@ FAILURES: dict[str, str] = {
     "bad-request": "it could not read the message (a field is missing or malformed); the "
     "server and the pods must run the same fedplug version",
     "unknown-message": "it does not handle this message type; it handles "
-    + ", ".join(rec.KNOWN_MESSAGE_TYPES),
+    + ", ".join(wire.KNOWN_MESSAGE_TYPES),
     "task-mismatch": "the task does not fit the pod's data (a column or type its schema "
     "lacks); build the task from the pods' published schemas",
     "training": "its local training or evaluation failed",
@@ -97,37 +97,37 @@ def refusal(message: Message, pod: str, reason: str, pods: list[str] | None = No
         raise ValueError(f"unknown refusal reason {reason!r}")  # a fedplug bug, not data
     names = sorted({p for p in (pods or []) if p != pod})
     text = _text(pod, "refuses", reason, REFUSALS[reason], f" (pods {names})" if names else "")
-    return rec.refusal_reply(message, reason, text, [pod, *names])
+    return wire.refusal_reply(message, reason, text, [pod, *names])
 
 
 def failure(
     message: Message,
     pod: str,
     reason: str,
-    code: int = rec.POD_FAILURE,
+    code: int = wire.POD_FAILURE,
     columns: list[str] | None = None,
 ) -> Message:
     """A failure naming the pod, a reason from :data:`FAILURES` and at most the names of
     the pod's schema columns concerned, nothing else."""
     named = f" (columns {columns})" if columns else ""
     text = _text(pod, "failed", reason, FAILURES[reason], named)
-    return rec.error_reply(message, code, json.dumps({"reason": reason, "message": text}))
+    return wire.error_reply(message, code, json.dumps({"reason": reason, "message": text}))
 
 
 def _failure_reason(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, DataStructureError):
-        return "task-mismatch", rec.POD_FAILURE
+        return "task-mismatch", wire.POD_FAILURE
     if isinstance(exc, (DataValidationError, DataSourceError, SchemaError, PodConfigError)):
-        return "pod-data", rec.POD_FAILURE
+        return "pod-data", wire.POD_FAILURE
     if isinstance(exc, EncodingError):
-        return "encoding", rec.POD_FAILURE
+        return "encoding", wire.POD_FAILURE
     if isinstance(exc, SecureAggregationError):
-        return "secure-aggregation", rec.POD_FAILURE
+        return "secure-aggregation", wire.POD_FAILURE
     if isinstance(exc, FedplugError):
-        return "training", rec.POD_FAILURE
+        return "training", wire.POD_FAILURE
     if isinstance(exc, (KeyError, ValueError, TypeError)):
-        return "bad-request", rec.BAD_REQUEST
-    return "internal-error", rec.POD_FAILURE
+        return "bad-request", wire.BAD_REQUEST
+    return "internal-error", wire.POD_FAILURE
 
 
 def reply_for(message: Message, pod: str, exc: BaseException) -> Message:

@@ -35,7 +35,7 @@ from typing import Any
 
 from flwr.app import Message, RecordDict
 
-from . import _records as rec
+from . import _wire as wire
 from ._flower_internals import (
     CLIENT_APP_TASK,
     COMPLETED,
@@ -383,7 +383,7 @@ class PodExecutor:
         logger.warning(
             "fedplug pod %r refuses run %d (%s): %s", self.name, task.run_id, BUNDLE_REFUSED, why
         )
-        reply = rec.refusal_reply(task.message, BUNDLE_REFUSED, text, pods=[self.name])
+        reply = wire.refusal_reply(task.message, BUNDLE_REFUSED, text, pods=[self.name])
         return reply, FAILED, text
 
     def _answer(self, task: TaskInput) -> tuple[Message, str, str]:
@@ -392,7 +392,7 @@ class PodExecutor:
         except Exception as exc:  # noqa: BLE001 - the app answers errors itself; belt and braces
             logger.exception("fedplug pod %r failed on run %d", self.name, task.run_id)
             text = f"pod {self.name!r} failed: {type(exc).__name__}"
-            return rec.error_reply(task.message, rec.POD_FAILURE, text), FAILED, text
+            return wire.error_reply(task.message, wire.POD_FAILURE, text), FAILED, text
 
 
 # -- the process: secret, SuperNode child, signals ---------------------------------------

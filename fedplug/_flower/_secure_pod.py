@@ -6,23 +6,22 @@ names of its metrics: never a plaintext update, count or metric value.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message
 
 from fedplug._errors import PolicyRefusal, SecureAggregationError
 from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol, Q
 from fedplug.secagg._field import pack, padded_size
 
-from . import _records as rec
-from ._flower_internals import npy_array
+from . import _wire as wire
+from ._pod_compute import is_stats_exchange, plaintext_metrics, plaintext_update
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
 from ._update_cache import forget_pod, forget_stale, recall, remember
+from ._wire import SecureParams
 
 if TYPE_CHECKING:
     from flwr.app.typing import ConfigRecordValues
@@ -39,54 +38,6 @@ REDO_WINDOW_S = 600.0
 def sweep_state(pod: str, max_age: float = REDO_WINDOW_S) -> None:
     """Delete the pod's state on disk that is older than ``max_age`` seconds."""
     forget_stale(pod, max_age)
-
-
-@dataclass(frozen=True)
-class SecureParams:
-    """The secure-aggregation fields of a server message."""
-
-    run: str
-    seq: int
-    attempt: int
-    participants: list[str]
-    roster: list[dict]
-    q: int
-    clip: float
-    stats_clip: float
-    max_weight: int
-    n_pods: int
-
-    @classmethod
-    def from_record(cls, record: ConfigRecord) -> SecureParams:
-        return cls(
-            run=str(record["run"]),
-            seq=rec.as_int(record["seq"]),
-            attempt=rec.as_int(record["attempt"]),
-            participants=list(json.loads(str(record["participants"]))),
-            roster=list(json.loads(str(record["roster"]))),
-            q=int(str(record["q"])),
-            clip=rec.as_float(record["clip"]),
-            stats_clip=rec.as_float(record["stats-clip"]),
-            max_weight=rec.as_int(record["max-weight"]),
-            n_pods=rec.as_int(record["n-pods"]),
-        )
-
-    def to_record(self) -> ConfigRecord:
-        return ConfigRecord(
-            {
-                "run": self.run,
-                "seq": self.seq,
-                "attempt": self.attempt,
-                "participants": json.dumps(self.participants),
-                "roster": json.dumps(self.roster),
-                # ConfigRecord ints are signed 64-bit; q travels as text to allow any prime.
-                "q": str(self.q),
-                "clip": float(self.clip),
-                "stats-clip": float(self.stats_clip),
-                "max-weight": int(self.max_weight),
-                "n-pods": int(self.n_pods),
-            }
-        )
 
 
 def identity_for(runtime: PodRuntime, context: Context) -> IdentityKey:
@@ -119,11 +70,9 @@ def _new_protocol(runtime: PodRuntime, context: Context, q: int) -> PodProtocol:
 def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Message:
     """Publish a signed, fresh exchange key for this run: once per Flower run."""
     runtime.require_task_kind("train")
-    config = message.content.config_records["config"]
+    request = wire.read_setup_request(message, runtime.name, Q)
     # Refuse before publishing a key for a task with pods this pod has not approved.
-    runtime.require_peers_allowed(
-        json.loads(str(config.get("fedplug-pods", "[]"))) or [runtime.name]
-    )
+    runtime.require_peers_allowed(request.pods)
     if STATE_KEY in context.state:
         # The state is this Flower run's, kept by the pod process itself (fedplug pod
         # start) or by the simulation: nothing the server sends resets it.
@@ -132,16 +81,13 @@ def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Mes
             reason="setup-repeated",
             pods=[runtime.name],
         )
-    run_id = str(config["run"])
-    q = int(str(config.get("q", str(Q))))
     # A new run: whatever an earlier run of this pod left on disk goes (it can never be
     # used again: its session's keys are gone).
     forget_pod(runtime.name)
-    protocol = _new_protocol(runtime, context, q)
-    bundle = protocol.start_run(run_id)
+    protocol = _new_protocol(runtime, context, request.q)
+    bundle = protocol.start_run(request.run)
     save_protocol(context, STATE_KEY, protocol, runtime)
-    reply = RecordDict({"bundle": ConfigRecord({"bundle": json.dumps(bundle.to_dict())})})
-    return Message(reply, reply_to=message)
+    return wire.bundle_reply(message, bundle.to_dict())
 
 
 def _protocol(runtime: PodRuntime, context: Context, params: SecureParams) -> PodProtocol:
@@ -173,13 +119,10 @@ def _encode(
     The vector is the weighted values, then the metrics, the count and clipped count;
     the padding after ``length`` is zeros.
     """
-    from ._pod_app import plaintext_metrics, plaintext_update
-
-    config = message.content.config_records["config"]
-    stats = str(config.get(rec.PHASE_KEY, rec.PHASE_FIT)) == rec.PHASE_STATS
+    stats = is_stats_exchange(message)
     if kind == "train":
         arrays, metrics, n = plaintext_update(runtime, message)
-        current = message.content.array_records["arrays"].to_numpy_ndarrays()
+        current = wire.global_arrays(message)
     else:
         metrics, n = plaintext_metrics(runtime, message)
         arrays, current = [], []
@@ -260,7 +203,7 @@ def _bind_settings(
 
 def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
     runtime.require_task_kind(kind)
-    params = SecureParams.from_record(message.content.config_records[rec.SECURE_KEY])
+    params = SecureParams.from_message(message)
     protocol = _protocol(runtime, context, params)
     _bind_settings(runtime, context, protocol, params)
     # Every policy check first, and the exchange recorded as used (in the node's state)
@@ -293,10 +236,4 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     )
     save_protocol(context, STATE_KEY, protocol, runtime)
     # Field elements use 61 of 64 bits: packing them saves 4.5% of the upload.
-    content = RecordDict(
-        {
-            "masked": ArrayRecord({"0": npy_array(pack(buffer, params.q, in_place=True))}),
-            "layout": ConfigRecord({"metric-keys": json.dumps(keys), "length": int(length)}),
-        }
-    )
-    return Message(content, reply_to=message)
+    return wire.upload_reply(message, pack(buffer, params.q, in_place=True), length, keys)

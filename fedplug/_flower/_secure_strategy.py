@@ -7,12 +7,10 @@ synthetic reply carrying the mean, whose weighted mean is itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -20,19 +18,60 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedplug._errors import ConfigError, SecureAggregationError
+from fedplug._validation import int_at_least, positive_int, short_value
 from fedplug.learning import TrainingTask
-from fedplug.secagg import FixedPointCodec, KeyBundle, ServerProtocol
+from fedplug.secagg import FixedPointCodec, KeyBundle, Q, ServerProtocol
 
-from . import _records as rec
-from ._flower_internals import npy_words
-from ._secure_pod import SecureParams
+from . import _wire as wire
+from ._pod_strategy import PodStrategy, RoundCallback, metrics_dict
 from ._session import PodGrid, PodSession, missing_pods, split_replies
-from ._wrapper import AggregationStrategy, RoundCallback, metrics_dict
-
-if TYPE_CHECKING:
-    from ._aggregators import SecureAggregator
+from ._wire import SecureParams
 
 logger = logging.getLogger("fedplug.server")
+
+
+@dataclass(frozen=True)
+class SecureSettings:
+    """A :class:`~fedplug.SecureAggregator`'s parameters, checked: what a run uses.
+
+    Frozen, so nothing changes them mid-run (the pods would refuse a change anyway).
+    """
+
+    prime_q: int = Q
+    clip: float = 8.0
+    stats_clip: float = 1e4
+    max_weight: int = 1_000_000
+    min_pods: int = 2
+    timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        def where(name: str) -> str:
+            return f"SecureAggregator: {name}"
+
+        prime = int_at_least(
+            self.prime_q,
+            2**31 + 1,
+            name=where("prime_q"),
+            fix="use a prime between 2^31 and 2^62, e.g. 2305843009213693951 (2^61 - 1)",
+        )
+        if prime >= 2**62:
+            raise ConfigError(
+                f"{where('prime_q')}={prime} is too large; use a prime between 2^31 and 2^62, "
+                "e.g. 2305843009213693951 (2^61 - 1)."
+            )
+        for name in ("clip", "stats_clip", "timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(
+                    f"{where(name)} must be a positive number, got {short_value(value)}; fix "
+                    f"aggregator.params.{name}."
+                )
+        positive_int(
+            self.max_weight, name=where("max_weight"), fix="fix aggregator.params.max_weight"
+        )
+        int_at_least(
+            self.min_pods, 2, name=where("min_pods"), fix="no sum is released over fewer pods"
+        )
 
 
 @dataclass
@@ -78,14 +117,23 @@ def refuse_client_sampling(strategy: Strategy) -> None:
         )
 
 
-def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -> SecureKeys:
+@dataclass(frozen=True)
+class SecureSetup:
+    """What :meth:`SecureAggregator.setup` returns and :meth:`SecureAggregator.wrap` takes."""
+
+    settings: SecureSettings
+    keys: SecureKeys
+
+
+def run_key_setup(grid: Grid, session: PodSession, settings: SecureSettings) -> SecureKeys:
     """One exchange per run: every pod publishes a signed, fresh exchange key."""
     run = secrets.token_hex(8)
-    config = ConfigRecord(
-        {"run": run, "q": str(settings.prime_q), "fedplug-pods": json.dumps(session.pod_names)}
-    )
     sent = [
-        Message(RecordDict({"config": config}), dst_node_id=n, message_type=rec.SECAGG_SETUP)
+        Message(
+            wire.setup_request(run, settings.prime_q, session.pod_names),
+            dst_node_id=n,
+            message_type=wire.SECAGG_SETUP,
+        )
         for n in session.node_ids
     ]
     replies = list(grid.send_and_receive(sent, timeout=settings.timeout))
@@ -100,8 +148,11 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
         )
     bundles = []
     for reply in good:
-        bundle = KeyBundle.from_dict(json.loads(str(reply.content["bundle"]["bundle"])))
         expected = session.pods[reply.metadata.src_node_id]
+        try:
+            bundle = KeyBundle.from_dict(wire.read_bundle_reply(reply))
+        except wire.MalformedMessage as exc:
+            raise SecureAggregationError(f"pod {expected!r}: {exc}") from exc
         if bundle.pod != expected:
             raise SecureAggregationError(
                 f"the SuperNode serving pod {expected!r} published a key for pod "
@@ -113,27 +164,21 @@ def run_key_setup(grid: Grid, session: PodSession, settings: SecureAggregator) -
     return SecureKeys(run=run, roster=[b.to_dict() for b in server.roster()], server=server)
 
 
-def _upload(pod: str, reply: Message) -> tuple[np.ndarray, int]:
-    """A pod's packed masked words (``_field.pack``), viewed in place, and their length."""
+def _upload(pod: str, reply: Message) -> wire.Upload:
     try:
-        (array,) = reply.content.array_records["masked"].values()
-        # A read-only view of the message's bytes: no copy of an upload is ever made.
-        words = npy_words(array)
-        length = rec.as_int(reply.content.config_records["layout"]["length"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SecureAggregationError(
-            f"the upload of pod {pod!r} is malformed ({exc}); the pod and the server must run "
-            "the same fedplug version"
-        ) from exc
-    return words, length
+        return wire.read_upload(reply)
+    except wire.MalformedMessage as exc:
+        raise SecureAggregationError(f"pod {pod!r}: {exc}") from exc
 
 
-class SecureAggregationStrategy(AggregationStrategy):
+class SecureAggregationStrategy(PodStrategy):
+    """Secure aggregation: the inner strategy's weighted mean, computed from a secure sum."""
+
     def __init__(
         self,
         inner: Strategy,
         session: PodSession,
-        settings: SecureAggregator,
+        settings: SecureSettings,
         keys: SecureKeys,
         on_round: RoundCallback | None = None,
     ) -> None:
@@ -159,7 +204,7 @@ class SecureAggregationStrategy(AggregationStrategy):
         widest clip that still leaves 2^10 steps per unit. The second sends moments of
         order one and uses the configured ``stats_clip``.
         """
-        if not self._stats or TrainingTask.from_json(str(config[rec.TASK_KEY])).stats_unit:
+        if not self._stats or TrainingTask.from_json(str(config[wire.TASK_KEY])).stats_unit:
             return float(self.settings.stats_clip)
         roster = len(self.keys.roster) * int(self.settings.max_weight)
         return max(1.0, (self.settings.prime_q - 1) / 2 / roster / 2**10)
@@ -192,35 +237,28 @@ class SecureAggregationStrategy(AggregationStrategy):
             max_weight=int(self.settings.max_weight),
             n_pods=len(self.keys.roster),
         )
-        self._sent = [self._message(m, self._params, message_type) for m in messages]
-        return self._sent
-
-    def _message(self, template: Message, params: SecureParams, message_type: str) -> Message:
-        content = RecordDict(dict(template.content.items()))
-        content[rec.SECURE_KEY] = params.to_record()
-        return Message(
-            content, dst_node_id=template.metadata.dst_node_id, message_type=message_type
-        )
+        self.sent = [wire.secure_message(m, self._params, message_type) for m in messages]
+        return self.sent
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._grid = grid
         self._global = arrays.to_numpy_ndarrays()
-        self._stats = str(config.get(rec.PHASE_KEY, "")) == rec.PHASE_STATS
+        self._stats = str(config.get(wire.PHASE_KEY, "")) == wire.PHASE_STATS
         inner = self.inner.configure_train(
-            server_round, arrays, self._config(config), PodGrid(grid, self.session)
+            server_round, arrays, self.with_pods(config), PodGrid(grid, self.session)
         )
-        return self._secure(inner, rec.SECURE_TRAIN, self._stats_clip(config))
+        return self._secure(inner, wire.SECURE_TRAIN, self._stats_clip(config))
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._grid = grid
         inner = self.inner.configure_evaluate(
-            server_round, arrays, self._config(config), PodGrid(grid, self.session)
+            server_round, arrays, self.with_pods(config), PodGrid(grid, self.session)
         )
-        return self._secure(inner, rec.SECURE_EVALUATE)
+        return self._secure(inner, wire.SECURE_EVALUATE)
 
     # -- aggregate --------------------------------------------------------------------
     def _secure_sum(
@@ -230,7 +268,7 @@ class SecureAggregationStrategy(AggregationStrategy):
         assert self._params is not None and self._grid is not None
         params, grid = self._params, self._grid
         replies = list(replies)
-        good, failed = split_replies(self.session, replies, what, self._sent)
+        good, failed = split_replies(self.session, replies, what, self.sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
         dropped = sorted(set(params.participants) - set(answered))
         if dropped:
@@ -252,23 +290,20 @@ class SecureAggregationStrategy(AggregationStrategy):
             # The run goes on without them: the pods accept only sets that shrink.
             self.keys.active = set(answered)
         uploads = {pod: _upload(pod, reply) for pod, reply in answered.items()}
-        lengths = {length for _, length in uploads.values()}
+        lengths = {upload.length for upload in uploads.values()}
         if len(lengths) != 1:
             raise SecureAggregationError(
                 f"{what}: pods uploaded vectors of different lengths {sorted(lengths)}; every "
                 "pod must encode the same model arrays and metrics."
             )
-        layouts = {
-            json.dumps(json.loads(str(r.content["layout"]["metric-keys"])))
-            for r in answered.values()
-        }
+        layouts = {tuple(upload.metric_keys) for upload in uploads.values()}
         if len(layouts) != 1:
             raise SecureAggregationError(
                 f"{what}: pods reported different metrics {sorted(layouts)}."
             )
-        keys = json.loads(layouts.pop())
+        keys = list(layouts.pop())
         total = self.keys.server.sum_masked(
-            {pod: words for pod, (words, _) in uploads.items()},
+            {pod: upload.words for pod, upload in uploads.items()},
             sorted(answered),
             packed_length=lengths.pop(),
         )
@@ -300,8 +335,10 @@ class SecureAggregationStrategy(AggregationStrategy):
     ) -> dict[str, Message]:
         redo = SecureParams(**{**params.__dict__, "attempt": 1, "participants": sorted(survivors)})
         self._params = redo
-        by_pod = {self.session.pods[m.metadata.dst_node_id]: m for m in self._sent}
-        sent = [self._message(by_pod[p], redo, by_pod[p].metadata.message_type) for p in survivors]
+        by_pod = {self.session.pods[m.metadata.dst_node_id]: m for m in self.sent}
+        sent = [
+            wire.secure_message(by_pod[p], redo, by_pod[p].metadata.message_type) for p in survivors
+        ]
         replies = list(grid.send_and_receive(sent, timeout=self.settings.timeout))
         good, failed = split_replies(self.session, replies, what + " (redo)", sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
@@ -326,38 +363,26 @@ class SecureAggregationStrategy(AggregationStrategy):
             for g, d in zip(self._global, deltas, strict=True)
         ]
         metrics = dict(zip(keys, (float(v) for v in mean[cut:]), strict=True))
-        synthetic = self._synthetic(
-            RecordDict(
-                {
-                    "arrays": ArrayRecord(arrays),
-                    "metrics": MetricRecord({**metrics, "num-examples": n_total}),
-                }
-            )
-        )
+        synthetic = self._synthetic(wire.train_content(arrays, metrics, n_total))
         agg_arrays, agg_metrics = self.inner.aggregate_train(server_round, [synthetic])
-        self._train_metrics = metrics_dict(agg_metrics)
+        self.train_metrics = metrics_dict(agg_metrics)
         return agg_arrays, agg_metrics
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         metrics = None
-        if self._sent:
+        if self.sent:
             mean, n_total, keys = self._secure_sum(replies, f"evaluation round {server_round}")
             values = dict(zip(keys, (float(v) for v in mean), strict=True))
-            synthetic = self._synthetic(
-                RecordDict({"metrics": MetricRecord({**values, "num-examples": n_total})})
-            )
+            synthetic = self._synthetic(wire.evaluate_content(values, n_total))
             metrics = self.inner.aggregate_evaluate(server_round, [synthetic])
-        self._record(server_round, metrics_dict(metrics))
-        return metrics
-
-    def _record(self, server_round: int, evaluate: dict[str, float]) -> None:
-        super()._record(server_round, evaluate)
+        entry = self.record_round(server_round, metrics_dict(metrics))
         # The run's count of clipped values so far (training and evaluation, this round
         # included): clipping is reported, not only logged.
-        self.history[-1]["clipped"] = self.clipped_total
+        entry["clipped"] = self.clipped_total
+        return metrics
 
     def _synthetic(self, content: RecordDict) -> Message:
         """One reply carrying the secure mean, for the inner strategy's own aggregation."""
-        return Message(content, reply_to=self._sent[0])
+        return Message(content, reply_to=self.sent[0])

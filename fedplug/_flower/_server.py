@@ -14,15 +14,16 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 from flwr.serverapp.strategy import Strategy
 
-from fedplug._errors import PodConfigError, PolicyRefusal, SchemaError, TrainingError
+from fedplug._errors import PluginError, PodConfigError, PolicyRefusal, SchemaError, TrainingError
 from fedplug.data import Schema, combine_pod_schemas
 from fedplug.learning import TrainingTask, moment_units, scaling_for
 
-from . import _records as rec
+from . import _wire as wire
 from ._aggregators import Aggregator
 from ._pod_errors import REFUSALS
+from ._pod_strategy import PodStrategy, RoundCallback
 from ._session import PodSession, failure_text
-from ._wrapper import RoundCallback
+from ._wire import PodInfo
 
 logger = logging.getLogger("fedplug.server")
 
@@ -40,6 +41,9 @@ class RunPlan:
     round_timeout: float = 300.0
     connect_timeout: float = 120.0
     on_round: RoundCallback | None = None
+    #: The pods' SuperNodes and what they publish, when the caller has already found them
+    #: (``flwr run`` does, to build the model from the pods' schemas): not asked again.
+    found: tuple[dict[int, str], dict[str, PodInfo]] | None = None
 
 
 @dataclass
@@ -53,7 +57,7 @@ class RunResult:
 
 def discover_pods(
     grid: Grid, wanted: Sequence[str], timeout: float, interval: float = 0.25
-) -> tuple[dict[int, str], dict[str, dict]]:
+) -> tuple[dict[int, str], dict[str, PodInfo]]:
     """Which SuperNode serves each wanted pod, and what each pod publishes.
 
     Every connected SuperNode is asked once which pod it serves; the search ends as soon
@@ -64,13 +68,13 @@ def discover_pods(
     asked: set[int] = set()
     pending: dict[str, int] = {}  # message id -> node id
     served: dict[str, list[int]] = {}
-    infos: dict[str, dict] = {}
+    infos: dict[str, PodInfo] = {}
     unanswered: list[str] = []  # what SuperNodes that named no pod said instead
     while True:
         new = [n for n in grid.get_node_ids() if n not in asked]
         if new:
             queries = [
-                Message(RecordDict(), dst_node_id=n, message_type=rec.SCHEMA_QUERY) for n in new
+                Message(RecordDict(), dst_node_id=n, message_type=wire.SCHEMA_QUERY) for n in new
             ]
             pending.update(zip(grid.push_messages(queries), new, strict=True))
             asked.update(new)
@@ -86,14 +90,14 @@ def discover_pods(
                     raise refusal  # the pod's own word, at once, not a "not found" later
                 unanswered.append(text)
                 continue
-            record = reply.content.config_records["schema"]
-            name = str(record["pod"])
-            served.setdefault(name, []).append(node)
-            infos[name] = {
-                "schema": json.loads(str(record["schema"])),
-                "require_secure": bool(record["require-secure"]),
-                "min_pods": rec.as_int(record["min-pods"]),
-            }
+            try:
+                info = wire.read_schema_reply(reply)
+            except wire.MalformedMessage as exc:
+                logger.warning("SuperNode %s: %s", node, exc)
+                unanswered.append(str(exc))
+                continue
+            served.setdefault(info.pod, []).append(node)
+            infos[info.pod] = info
         if set(wanted) <= set(served):
             break
         if time.monotonic() > deadline:
@@ -117,7 +121,7 @@ def discover_pods(
 
 def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal | None:
     """A pod's policy refusal of the schema query, if it names a pod the run wants."""
-    if reply.error.code != rec.POLICY_REFUSAL:
+    if reply.error.code != wire.POLICY_REFUSAL:
         return None
     try:
         payload = json.loads(str(reply.error.reason))
@@ -139,9 +143,9 @@ def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal |
     )
 
 
-def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
+def check_task_against_pods(plan: RunPlan, infos: dict[str, PodInfo]) -> None:
     """Fail early, with the pods' own terms, before any pod is asked to compute."""
-    needing = [p for p, i in infos.items() if i["require_secure"]]
+    needing = [p for p, i in infos.items() if i.require_secure]
     if needing and not plan.aggregator.secure:
         raise PolicyRefusal(
             f"pod(s) {needing} require secure aggregation; rerun with aggregator=secure "
@@ -149,7 +153,7 @@ def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
             reason="secure-aggregation-required",
             pods=needing,
         )
-    published = {p: Schema.from_dict(i["schema"]) for p, i in infos.items()}
+    published = {p: Schema.from_dict(i.schema) for p, i in infos.items()}
     task_schema = Schema.from_dict(plan.task.schema)
     combined = combine_pod_schemas(published, columns=list(task_schema.columns))
     for column in task_schema.columns:
@@ -162,16 +166,33 @@ def check_task_against_pods(plan: RunPlan, infos: dict[str, dict]) -> None:
             )
 
 
+def _wrap(
+    plan: RunPlan,
+    inner: Strategy,
+    session: PodSession,
+    state: object,
+    on_round: RoundCallback | None = None,
+) -> PodStrategy:
+    strategy = plan.aggregator.wrap(inner, session, state, on_round)
+    if not isinstance(strategy, PodStrategy):
+        raise PluginError(
+            f"aggregator {type(plan.aggregator).__name__}.wrap() returned a "
+            f"{type(strategy).__name__}, not a fedplug PodStrategy; return a "
+            "fedplug.plugins.PlaintextStrategy (or a PodStrategy subclass) wrapping `inner`."
+        )
+    return strategy
+
+
 def _stats_exchange(
-    grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask, size: int
+    grid: Grid, plan: RunPlan, session: PodSession, state: object, task: TrainingTask, size: int
 ) -> np.ndarray:
     # Statistics need the plain weighted mean: Flower's FedAvg, whatever the run's strategy.
     inner = FlowerFedAvg(
         min_train_nodes=len(session.pods),
         min_available_nodes=len(session.pods),
     )
-    strategy = plan.aggregator.wrap(inner, session)
-    config = ConfigRecord({rec.TASK_KEY: task.to_json(), rec.PHASE_KEY: rec.PHASE_STATS})
+    strategy = _wrap(plan, inner, session, state)
+    config = ConfigRecord({wire.TASK_KEY: task.to_json(), wire.PHASE_KEY: wire.PHASE_STATS})
     messages = strategy.configure_train(0, ArrayRecord([np.zeros(size)]), config, grid)
     replies = grid.send_and_receive(messages, timeout=plan.round_timeout)
     arrays, _ = strategy.aggregate_train(0, replies)
@@ -181,7 +202,7 @@ def _stats_exchange(
 
 
 def cross_pod_scaling(
-    grid: Grid, plan: RunPlan, session: PodSession, task: TrainingTask
+    grid: Grid, plan: RunPlan, session: PodSession, state: object, task: TrainingTask
 ) -> TrainingTask:
     """Scaling statistics across pods, through the run's aggregator (secure when it is).
 
@@ -191,24 +212,25 @@ def cross_pod_scaling(
     k = len(task.continuous())
     if k == 0:
         return task
-    means = _stats_exchange(grid, plan, session, task, k)
+    means = _stats_exchange(grid, plan, session, state, task, k)
     centred = task.with_stats_center(means, moment_units(means))
-    return scaling_for(centred, _stats_exchange(grid, plan, session, centred, 2 * k))
+    return scaling_for(centred, _stats_exchange(grid, plan, session, state, centred, 2 * k))
 
 
 def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
     started = time.monotonic()
-    nodes, infos = discover_pods(grid, plan.pods, plan.connect_timeout)
+    plan.aggregator.validate()  # a config error fails before any pod is contacted
+    nodes, infos = plan.found or discover_pods(grid, plan.pods, plan.connect_timeout)
     check_task_against_pods(plan, infos)
     if plan.aggregator.secure:
         from ._secure_strategy import refuse_client_sampling
 
         refuse_client_sampling(plan.strategy)  # before any pod is asked for anything
     session = PodSession(pods=nodes, round_timeout=plan.round_timeout)
-    plan.aggregator.setup(grid, session)
-    task = cross_pod_scaling(grid, plan, session, plan.task)
-    strategy = plan.aggregator.wrap(plan.strategy, session, plan.on_round)
-    config = ConfigRecord({rec.TASK_KEY: task.to_json(), rec.PHASE_KEY: rec.PHASE_FIT})
+    state = plan.aggregator.setup(grid, session)
+    task = cross_pod_scaling(grid, plan, session, state, plan.task)
+    strategy = _wrap(plan, plan.strategy, session, state, plan.on_round)
+    config = ConfigRecord({wire.TASK_KEY: task.to_json(), wire.PHASE_KEY: wire.PHASE_FIT})
     result = strategy.start(
         grid,
         ArrayRecord([np.asarray(w) for w in plan.initial_weights]),
@@ -223,7 +245,7 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
     return RunResult(
         weights=weights,
         task=task,
-        history=list(getattr(strategy, "history", [])),
+        history=list(strategy.history),
         pods=list(plan.pods),
         seconds=time.monotonic() - started,
     )

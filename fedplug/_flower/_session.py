@@ -11,7 +11,7 @@ from flwr.serverapp import Grid
 
 from fedplug._errors import PolicyRefusal, TrainingError
 
-from . import _records as rec
+from . import _wire as wire
 
 
 @dataclass
@@ -105,7 +105,7 @@ def split_replies(
         if not reply.has_error():
             good.append(reply)
             continue
-        if reply.error.code == rec.POLICY_REFUSAL:
+        if reply.error.code == wire.POLICY_REFUSAL:
             try:
                 payload = json.loads(reply.error.reason or "{}")
             except json.JSONDecodeError:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -34,6 +34,9 @@ from flwr.serverapp import Grid, ServerApp
 from fedplug._errors import ConfigError, FedplugError, PodConfigError
 
 from ._session import GridView
+
+if TYPE_CHECKING:
+    from ._wire import PodInfo
 
 logger = logging.getLogger("fedplug.server")
 
@@ -114,7 +117,7 @@ def output_dir(run_config: Any) -> Path:
 
 def find_pods(
     grid: Grid, wanted: Sequence[str], timeout: float, interval: float = 0.25
-) -> tuple[dict[int, str], dict[str, dict]]:
+) -> tuple[dict[int, str], dict[str, PodInfo]]:
     """Which SuperNode serves each wanted pod (``_server.discover_pods``, imported lazily)."""
     from ._server import discover_pods
 
@@ -163,6 +166,7 @@ def run_deployed(grid: Grid, context: Context) -> Path:
     from fedplug._task_builder import (
         attach_result,
         build_plan,
+        check_aggregator,
         compose_config,
         objects_from_config,
     )
@@ -203,13 +207,12 @@ def run_deployed(grid: Grid, context: Context) -> Path:
     )
     # A config error fails before any pod is contacted.
     model._check_params()
-    if hasattr(composed.aggregator, "validate"):
-        composed.aggregator.validate()
+    check_aggregator(composed.aggregator)
     # The model is built from the schemas the pods publish: the modeller needs no pod file.
     nodes, infos = find_pods(grid, names, connect_timeout)
     logger.info("pods found: %s", {name: node for node, name in nodes.items()})
     schema = getattr(model, "schema", None) or combine_pod_schemas(
-        {n: Schema.from_dict(infos[n]["schema"]) for n in names}
+        {n: Schema.from_dict(infos[n].schema) for n in names}
     )
     plan = build_plan(
         model,
@@ -221,6 +224,7 @@ def run_deployed(grid: Grid, context: Context) -> Path:
         round_timeout=round_timeout,
         connect_timeout=connect_timeout,
         on_round=_progress(int(model.rounds)),
+        found=(nodes, infos),
     )
     started = time.monotonic()
     result = run_plan(PollingGrid(grid, nodes=list(nodes)), plan)

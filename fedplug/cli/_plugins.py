@@ -38,7 +38,9 @@ def plugins() -> int:
             highlight=False,
         )
     console.print(
-        f"plugin API version(s) supported: {sorted(SUPPORTED_PLUGIN_APIS)}. "
+        "plugin API version(s) supported: "
+        + "; ".join(f"{k} {sorted(v)}" for k, v in SUPPORTED_PLUGIN_APIS.items())
+        + ". "
         "Select a plugin by name (strategy.name=NAME) or by import path (_target_).",
         highlight=False,
     )

@@ -25,7 +25,7 @@ class Datasource(ABC):
 
     kind: ClassVar[str] = "datasource"
     #: The fedplug plugin API this datasource is written for.
-    fedplug_plugin_api: ClassVar[int] = 1
+    fedplug_plugin_api: ClassVar[int] = 2
     #: Constructor arguments that are file paths, resolved against the pod file's directory.
     path_options: ClassVar[tuple[str, ...]] = ()
 

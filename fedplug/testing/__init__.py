@@ -11,8 +11,9 @@ Every check returns None or raises AssertionError whose message names the check,
 plugin, the problem and the fix. The strategy checks run against fake pods answering
 fixed updates on an in-process grid (no Ray); the secure check trains a tiny model on
 tiny temporary pods, once under plain and once under secure aggregation.
-``check_datasource`` checks a datasource plugin: read-only, a new frame per call, clear
-errors for missing data.
+``check_aggregator`` checks an aggregator plugin (its contract, and a tiny run against
+plain FedAvg); ``check_datasource`` checks a datasource plugin: read-only, a new frame per
+call, clear errors for missing data.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._aggregators import check_aggregator
 from ._checks import (
     StrategyFactory,
     check_declarations,
@@ -37,6 +39,7 @@ __all__ = [
     "FixedUpdates",
     "RoundResult",
     "StrategyFactory",
+    "check_aggregator",
     "check_datasource",
     "check_declarations",
     "check_determinism",

@@ -143,10 +143,10 @@ def check_declarations(factory: StrategyFactory) -> None:
             f"Set `{label(factory)}.{API_ATTRIBUTE} = {PLUGIN_API_VERSION}` (the plugin API it "
             "was written for).",
         )
-    if api not in SUPPORTED_PLUGIN_APIS:
+    if api not in SUPPORTED_PLUGIN_APIS["strategies"]:
         raise c.fail(
             f"declares {API_ATTRIBUTE}={api}; this fedplug supports "
-            f"{sorted(SUPPORTED_PLUGIN_APIS)}.",
+            f"{sorted(SUPPORTED_PLUGIN_APIS['strategies'])}.",
             f"Port it to plugin API {PLUGIN_API_VERSION}.",
         )
     secure = getattr(factory, "secure_compatible", None)

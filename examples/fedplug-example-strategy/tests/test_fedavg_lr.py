@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fedplug import ConfigError
-from fedplug._plugins import load_plugin
+from fedplug.plugins import load_plugin
 from fedplug.testing import check_strategy, check_weighted_mean, fake_grid, make_updates, run_round
 
 from fedplug_example_strategy import fedavg_lr

@@ -6,12 +6,11 @@ when pods' data differ a lot.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from fedplug import ConfigError
+from fedplug.plugins import StrategyPlugin
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
@@ -21,8 +20,12 @@ class FedAvgLR(FedAvg):
     """Flower's FedAvg, then a server step of size ``server_lr`` towards the mean."""
 
     def __init__(self, *, server_lr: float = 1.0, **kwargs: Any) -> None:
+        if isinstance(server_lr, bool) or not isinstance(server_lr, (int, float)) or server_lr <= 0:
+            raise ValueError(
+                f"server_lr={server_lr!r} is invalid; use a positive number (1.0 is plain FedAvg)"
+            )
         super().__init__(**kwargs)
-        self.server_lr = server_lr
+        self.server_lr = float(server_lr)
         self._current: list[np.ndarray] | None = None
 
     def configure_train(
@@ -47,32 +50,7 @@ class FedAvgLR(FedAvg):
         return ArrayRecord(stepped), metrics
 
 
-def fedavg_lr(n_pods: int, **params: Any) -> FedAvgLR:
-    """The ``fedavg-lr`` strategy plugin: FedAvgLR over every one of the task's ``n_pods``."""
-    valid = (set(inspect.signature(FedAvg.__init__).parameters) - {"self"}) | {"server_lr"}
-    unknown = sorted(set(params) - valid)
-    if unknown:
-        raise ConfigError(
-            f"strategy 'fedavg-lr' has no parameter(s) {unknown}; valid ones: {sorted(valid)}."
-        )
-    server_lr = params.get("server_lr", 1.0)
-    if isinstance(server_lr, bool) or not isinstance(server_lr, (int, float)) or server_lr <= 0:
-        raise ConfigError(
-            f"strategy 'fedavg-lr': server_lr={server_lr!r} is invalid; use a positive number "
-            "(1.0 is plain FedAvg)."
-        )
-    # fedplug runs every pod of a task in every round, as the pods' policies expect.
-    base = {
-        "fraction_train": 1.0,
-        "fraction_evaluate": 1.0,
-        "min_train_nodes": n_pods,
-        "min_evaluate_nodes": n_pods,
-        "min_available_nodes": n_pods,
-    }
-    return FedAvgLR(**{**base, **params})
-
-
-# What fedplug reads from a strategy plugin.
-fedavg_lr.fedplug_plugin_api = 1  # type: ignore[attr-defined]  # plugin API it was written for
-fedavg_lr.secure_compatible = True  # type: ignore[attr-defined]  # a function of the mean only
-fedavg_lr.server_step = True  # type: ignore[attr-defined]  # the result is not the mean itself
+#: The ``fedavg-lr`` strategy plugin: FedAvgLR over every pod of the task, its parameters
+#: checked by name. The result is a step from the mean, not the mean (``server_step``),
+#: and a function of the mean only, so secure aggregation can replace the mean.
+fedavg_lr = StrategyPlugin("fedavg-lr", FedAvgLR, secure_compatible=True, server_step=True)
