@@ -17,8 +17,10 @@ after shrinking (participants only ever shrink: the roster minus the pods that d
 
 from __future__ import annotations
 
+import secrets as _secrets
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,14 @@ from fedplug.secagg._keys import (
     session_id,
 )
 from fedplug.secagg._masks import apply_masks, pair_secret, participants_digest
+from fedplug.secagg._recovery import (
+    exchange_pair_key,
+    open_sealed,
+    receipt_is_valid,
+    receipt_payload,
+    seal,
+)
+from fedplug.secagg._shamir import SEED_BYTES, combine, share_from_bytes, share_to_bytes, split
 
 MAX_ATTEMPT = 1
 """Attempts are 0 (the round) and 1 (its single redo over the survivors)."""
@@ -45,6 +55,25 @@ MAX_ATTEMPT = 1
 SECURE_MIN_PODS = 2
 """No secure sum is ever taken over fewer pods, whatever a pod's or the server's config says:
 a "sum" over one pod is its update."""
+
+
+def majority(roster_size: int) -> int:
+    """The default recovery threshold: a majority of the run's roster."""
+    return roster_size // 2 + 1
+
+
+@dataclass(frozen=True)
+class Unmasking:
+    """A survivor's answer to the unmask request of one exchange.
+
+    ``shares``: its share of the self-mask seed of every survivor (itself included);
+    ``pair_keys``: its exchange pair key with every participant that dropped out. Never
+    both for one pod. ``receipt``: its signature of the survivor set it was told.
+    """
+
+    shares: dict[str, bytes]
+    pair_keys: dict[str, bytes]
+    receipt: bytes
 
 
 def _as_bundle(item: KeyBundle | Mapping[str, object]) -> KeyBundle:
@@ -74,6 +103,7 @@ class PodProtocol:
         min_pods: int,
         q: int = Q,
         require_pins: bool = False,
+        min_threshold: int = 0,
     ) -> None:
         if not isinstance(pod, str) or not pod:
             raise SecureAggregationError(f"pod name {pod!r} must be a non-empty string")
@@ -89,6 +119,14 @@ class PodProtocol:
         # A key bundle proves only possession of the key it carries: without a pin, anyone
         # (the server included) can present a bundle under any pod's name.
         self.require_pins = bool(require_pins)
+        # The least recovery threshold this pod accepts, beyond a majority of the roster.
+        self.min_threshold = int_at_least(
+            min_threshold,
+            0,
+            name=f"pod {pod!r}: min_threshold",
+            error=SecureAggregationError,
+            fix="fix policy.min_threshold",
+        )
         self._run_id: str | None = None
         self._session: str | None = None
         self._nonce: bytes | None = None
@@ -100,6 +138,12 @@ class PodProtocol:
         self._admitted: tuple[int, int, frozenset[str]] | None = None
         self._round = -1
         self._attempt = -1
+        self._identities: dict[str, bytes] = {}
+        # Dropout recovery: the exchange uploaded and not yet unmasked (its participants,
+        # threshold, self-mask seed and this pod's own share of it), and the survivor set
+        # of the last exchange unmasked, whose receipts the next exchange must carry.
+        self._pending: tuple[int, frozenset[str], int, bytes, bytes] | None = None
+        self._receipt: tuple[int, frozenset[str]] | None = None
 
     # -- run setup ---------------------------------------------------------------------------
 
@@ -166,6 +210,16 @@ class PodProtocol:
             "active": sorted(self._active),
             "round": self._round,
             "attempt": self._attempt,
+            "peer_identities": [self._identities.get(p, b"") for p in peers],
+            "pending": (
+                []
+                if self._pending is None
+                else [str(self._pending[0]), *sorted(self._pending[1]), str(self._pending[2])]
+            ),
+            "pending_secrets": [] if self._pending is None else list(self._pending[3:]),
+            "receipt": (
+                [] if self._receipt is None else [str(self._receipt[0]), *sorted(self._receipt[1])]
+            ),
         }
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
@@ -182,7 +236,25 @@ class PodProtocol:
             accepted = bool(state["roster_accepted"])
             active = [str(p) for p in state["active"]]
             round_, attempt = int(state["round"]), int(state["attempt"])
-        except (KeyError, TypeError, ValueError) as exc:
+            identities = [bytes(k) for k in state.get("peer_identities", [])]
+            pending_fields = [str(v) for v in state.get("pending", [])]
+            pending_secrets = [bytes(v) for v in state.get("pending_secrets", [])]
+            receipt_fields = [str(v) for v in state.get("receipt", [])]
+            pending = (
+                (
+                    int(pending_fields[0]),
+                    frozenset(pending_fields[1:-1]),
+                    int(pending_fields[-1]),
+                    pending_secrets[0],
+                    pending_secrets[1],
+                )
+                if pending_fields
+                else None
+            )
+            receipt = (
+                (int(receipt_fields[0]), frozenset(receipt_fields[1:])) if receipt_fields else None
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SecureAggregationError(
                 f"pod {self.pod!r}: saved secure-aggregation state is incomplete or corrupt "
                 f"({exc!r}); restart the run setup"
@@ -204,6 +276,8 @@ class PodProtocol:
         self._session = session or None
         self._active = frozenset(active)
         self._round, self._attempt = round_, attempt
+        self._identities = {p: k for p, k in zip(peers, identities, strict=False) if k}
+        self._pending, self._receipt = pending, receipt
 
     def _refuse(self, reason: str, pods: Iterable[str], problem: str, fix: str) -> PolicyRefusal:
         pods = _names(pods)
@@ -320,6 +394,7 @@ class PodProtocol:
                 ) from exc
         self._secrets = secrets
         self._peer_keys = {b.pod: b.exchange_public for b in others}
+        self._identities = {b.pod: b.identity_public for b in others}
         self._session = session_id(run_id, bundles)
         self._active = frozenset(by_pod)
 
@@ -462,6 +537,195 @@ class PodProtocol:
         )
         return out
 
+    # -- dropout recovery: double masking, one unmask exchange ------------------------------
+
+    def _x(self, pod: str) -> int:
+        """A pod's share point: its 1-based place in the roster."""
+        return self.roster_pods.index(pod) + 1
+
+    def _check_receipts(
+        self, round: int, members: frozenset[str], receipts: Mapping[str, bytes] | None
+    ) -> None:
+        """Every participant signed the survivor set this pod was told last exchange."""
+        if self._receipt is None:
+            return
+        told_round, told = self._receipt
+        assert self._session is not None
+        receipts = receipts or {}
+        wrong = [
+            p
+            for p in sorted(members - {self.pod})
+            if p not in receipts
+            or not receipt_is_valid(
+                self._identities.get(p, b""), receipts[p], self._session, told_round, told
+            )
+        ]
+        if wrong:
+            raise self._refuse(
+                "survivors-inconsistent",
+                wrong,
+                f"exchange {round} lacks receipts (or has ones for another survivor set) from "
+                f"these participants of exchange {told_round}, which this pod was told "
+                f"survived as {sorted(told)}:",
+                "the server must tell every survivor the same survivor set; a server that "
+                "does not is not trusted further: start a new run",
+            )
+
+    def _check_threshold(self, threshold: object, members: frozenset[str]) -> int:
+        floor = max(majority(len(self.roster_pods)), self.min_threshold)
+        t = self._index("threshold", threshold)
+        if t < floor:
+            raise self._refuse(
+                "threshold-too-low",
+                [self.pod],
+                f"the recovery threshold {t} is below this pod's minimum {floor} (a majority "
+                "of the roster, or policy.min_threshold); pod:",
+                f"use SecureAggregator(threshold={floor}) or more",
+            )
+        if t > len(members):
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: the recovery threshold {t} exceeds the {len(members)} "
+                "participants: no self-mask could ever be recovered; lower the threshold"
+            )
+        return t
+
+    def upload(
+        self,
+        values: np.ndarray,
+        *,
+        round: int,
+        participants: Sequence[str],
+        threshold: int,
+        receipts: Mapping[str, bytes] | None = None,
+        in_place: bool = False,
+    ) -> tuple[np.ndarray, dict[str, bytes]]:
+        """Double-mask ``values`` for exchange ``round``: ``values + PRG(b) + pair masks``.
+
+        ``b`` is a fresh self-mask seed; the result's second part is a share of ``b`` for
+        every other participant, sealed for it alone (the server relays them). The pair
+        masks come from per-exchange pair keys. ``receipts`` are the participants'
+        signatures of the last survivor set (see :meth:`unmask`).
+        """
+        round, _, members = self._check_exchange(round, 0, participants)
+        self._check_receipts(round, members, receipts)
+        t = self._check_threshold(threshold, members)
+        # Recorded before anything is computed: no failure below makes the exchange reusable.
+        self._round, self._attempt, self._active = round, 0, members
+        self._admitted = None
+        assert self._secrets is not None and self._session is not None
+        seed = _secrets.token_bytes(SEED_BYTES)
+        shares = split(seed, t, [self._x(p) for p in sorted(members)])
+        sealed = {
+            p: seal(
+                self._secrets[p],
+                self._session,
+                round,
+                self.pod,
+                p,
+                share_to_bytes(shares[self._x(p)]),
+            )
+            for p in sorted(members - {self.pod})
+        }
+        self._pending = (round, members, t, seed, share_to_bytes(shares[self._x(self.pod)]))
+        self._receipt = None
+        out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update")
+        if not (in_place and np.may_share_memory(out, values)):
+            out = out.copy()
+        digest = participants_digest(members)
+        masks = [(seed, True)] + [
+            (exchange_pair_key(self._secrets[p], self._session, round, digest), self.pod < p)
+            for p in sorted(members - {self.pod})
+        ]
+        apply_masks(
+            out,
+            masks,
+            run_id=self._session,
+            round=round,
+            attempt=0,
+            participants_digest=digest,
+            q=self.q,
+        )
+        return out, sealed
+
+    def unmask(
+        self, *, round: int, survivors: Sequence[str], sealed: Mapping[str, bytes]
+    ) -> Unmasking:
+        """Release what removes the masks of exchange ``round`` over ``survivors``, once.
+
+        ``sealed`` holds the shares the other survivors sealed for this pod. For each
+        survivor this pod returns its share of that survivor's seed; for each participant
+        that dropped out, its exchange pair key with it. Refuses a survivor set that is not
+        a subset of the participants, lacks this pod, or is smaller than the threshold; a
+        share relayed from a pod said to have dropped out; and a second unmask request.
+        """
+        round = self._index("round", round)
+        if self._pending is None or self._pending[0] != round:
+            raise self._refuse(
+                "unmask-repeated",
+                [self.pod],
+                f"exchange {round} is not the exchange this pod uploaded and has not yet "
+                "unmasked (an unmask is answered once per exchange); pod:",
+                "the server asks each survivor once, right after the uploads",
+            )
+        _, members, t, seed, own_share = self._pending
+        names = list(survivors)
+        alive = frozenset(names)
+        if len(alive) != len(names) or not alive <= members:
+            raise self._refuse(
+                "participants-grew",
+                sorted(alive - members) or sorted(n for n, c in Counter(names).items() if c > 1),
+                f"the survivors of exchange {round} must be distinct participants of it "
+                f"{sorted(members)}; not:",
+                "survivors are the participants that uploaded",
+            )
+        if self.pod not in alive:
+            raise SecureAggregationError(
+                f"pod {self.pod!r} was asked to unmask exchange {round} but is not among its "
+                f"survivors {sorted(alive)}"
+            )
+        floor = max(t, self.min_pods)
+        if len(alive) < floor:
+            raise self._refuse(
+                "too-few-pods",
+                members - alive,
+                f"exchange {round} has {len(alive)} survivor(s), fewer than the threshold "
+                f"{floor}; nothing is released; missing pods:",
+                "wait for the missing pods, or start a new run without them",
+            )
+        relayed = set(sealed)
+        dropped_but_relayed = sorted(relayed - alive)
+        if dropped_but_relayed:
+            raise self._refuse(
+                "survivors-inconsistent",
+                dropped_but_relayed,
+                f"the server relays shares from pods it says dropped out of exchange {round}:",
+                "a pod that uploaded is a survivor; the server must tell every pod the same set",
+            )
+        missing = sorted(alive - relayed - {self.pod})
+        if missing:
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: the unmask request of exchange {round} lacks the shares of "
+                f"survivors {missing}; the server must relay every survivor's sealed share"
+            )
+        assert self._secrets is not None and self._session is not None
+        # Spent before anything is released: a second request for this exchange is refused.
+        self._pending = None
+        shares = {self.pod: own_share}
+        for p in sorted(alive - {self.pod}):
+            data = open_sealed(self._secrets[p], self._session, round, p, self.pod, sealed[p])
+            share_from_bytes(data)  # a field element, or an error naming nothing secret
+            shares[p] = data
+        digest = participants_digest(members)
+        pair_keys = {
+            d: exchange_pair_key(self._secrets[d], self._session, round, digest)
+            for d in sorted(members - alive)
+        }
+        del seed  # this pod's own seed is released only through the survivors' shares
+        self._active = alive
+        self._receipt = (round, alive)
+        receipt = self.identity.sign(receipt_payload(self._session, round, alive))
+        return Unmasking(shares=shares, pair_keys=pair_keys, receipt=receipt)
+
 
 class ServerProtocol:
     """The aggregator's side: builds the roster, sums masked uploads, decides redos."""
@@ -580,3 +844,76 @@ class ServerProtocol:
         self, uploads: Mapping[str, np.ndarray], names: list[str], length: int
     ) -> np.ndarray:
         return sum_packed([(f"upload of pod {n!r}", uploads[n]) for n in names], length, self.q)
+
+    @property
+    def session(self) -> str:
+        """The session id the pods bound their masks to (as each pod computes it)."""
+        return session_id(self.run_id, self.roster())
+
+    def recover_sum(
+        self,
+        uploads: Mapping[str, np.ndarray],
+        participants: Iterable[str],
+        answers: Mapping[str, Unmasking],
+        *,
+        round: int,
+        threshold: int,
+        packed_length: int,
+    ) -> np.ndarray:
+        """The sum of the survivors' encoded updates in exchange ``round``.
+
+        ``answers`` are the survivors' :class:`Unmasking` replies (the survivors are their
+        pods); ``uploads`` their packed masked vectors (anything else, a late upload
+        included, is left out). Each survivor's self-mask is rebuilt from ``threshold``
+        shares and removed, and each dropped pod's pair masks from the survivors' exchange
+        pair keys with it.
+        """
+        names = self._check_known(participants)
+        alive = sorted(answers)
+        strangers = sorted(set(alive) - set(names))
+        if strangers:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}, exchange {round}: unmask answers from pods {strangers} "
+                f"that are not participants {names}"
+            )
+        floor = max(int(threshold), self.min_pods)
+        if len(alive) < floor:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}, exchange {round}: {len(alive)} survivor(s) {alive} "
+                f"answered, fewer than the threshold {floor}; the round cannot be unmasked"
+            )
+        missing = [n for n in alive if n not in uploads]
+        if missing:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}, exchange {round}: survivors {missing} have no upload"
+            )
+        dropped = sorted(set(names) - set(alive))
+        for pod, answer in answers.items():
+            if set(answer.shares) != set(alive) or set(answer.pair_keys) != set(dropped):
+                raise SecureAggregationError(
+                    f"run {self.run_id!r}, exchange {round}: pod {pod!r} answered shares for "
+                    f"{sorted(answer.shares)} and pair keys for {sorted(answer.pair_keys)}; "
+                    f"expected shares for the survivors {alive} and pair keys for the dropped "
+                    f"pods {dropped}"
+                )
+        total = sum_packed(
+            [(f"upload of pod {n!r}", uploads[n]) for n in alive], packed_length, self.q
+        )
+        x = {name: i + 1 for i, name in enumerate(self.pods)}
+        masks: list[tuple[bytes, bool]] = []
+        for j in alive:
+            shares = {x[i]: share_from_bytes(answers[i].shares[j]) for i in alive}
+            masks.append((combine(shares, int(threshold)), False))
+        for d in dropped:
+            # Pod i added the mask it shares with d when i < d and subtracted it otherwise.
+            masks += [(answers[i].pair_keys[d], not i < d) for i in alive]
+        apply_masks(
+            total,
+            masks,
+            run_id=self.session,
+            round=round,
+            attempt=0,
+            participants_digest=participants_digest(names),
+            q=self.q,
+        )
+        return total
