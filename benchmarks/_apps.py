@@ -1,12 +1,14 @@
 """Benchmark-only Flower apps: pods that return a fixed update, and timed server loops.
 
-Three modes share one harness, so only the aggregation differs:
+Four modes share one harness, so only the aggregation differs:
 
 - ``plain``: fedplug's plaintext FedAvg (``FedAvg().wrap``); pods run fedplug's real
   ``handle_train``;
 - ``secure``: fedplug's ``SecureAggregator`` (real key setup and
   ``SecureAggregationStrategy``); pods run fedplug's real ``handle_setup`` /
-  ``handle_secure`` (encode, mask) - only the trainer is replaced by a fixed update;
+  ``handle_secure`` (encode, double-mask) / ``handle_unmask`` - only the trainer is
+  replaced by a fixed update; ``secure-abort``: the same with ``dropout="abort"`` (one
+  exchange per round, pair masks only);
 - ``secaggplus``: Flower's ``SecAggPlusWorkflow`` with ``secaggplus_mod`` on the legacy
   strategy stack, full graph, reconstruction threshold K - 1 (tolerates one dropout).
 """
@@ -100,11 +102,12 @@ def _timed(handler):  # noqa: ANN001, ANN202
 
 def fedplug_client_app() -> ClientApp:
     from fedplug._flower._pod_app import handle_train
-    from fedplug._flower._secure_pod import handle_secure, handle_setup
+    from fedplug._flower._secure_pod import handle_secure, handle_setup, handle_unmask
 
     app = ClientApp()
     app.train()(_timed(handle_train))
     app.query("secaggsetup")(_timed(handle_setup))
+    app.query("secaggunmask")(_timed(handle_unmask))
     app.query("ping")(lambda m, c: (_runtime(c), Message(RecordDict(), reply_to=m))[1])
     app.train("secure")(_timed(lambda m, c, r: handle_secure(m, c, r, "train")))
     return app
@@ -169,7 +172,10 @@ def fedplug_server_app(
                 time.sleep(0.1)
                 nodes = list(grid.get_node_ids())
             session = PodSession(pods={n: f"n{n}" for n in nodes})
-            aggregator = SecureAggregator() if mode == "secure" else FedAvg()
+            aggregator = {
+                "secure": SecureAggregator(),
+                "secure-abort": SecureAggregator(dropout="abort"),
+            }.get(mode, FedAvg())
             _warm_up(grid, nodes)
             out.rss_before_mib = peak_rss_mib()
             start = time.perf_counter()

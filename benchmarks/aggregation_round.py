@@ -32,8 +32,13 @@ sys.path.insert(0, str(HERE))
 
 from _common import md_table, md_targets, median, target, write_results  # noqa: E402
 
-MODES = ("plain", "secure", "secaggplus")
-LABELS = {"plain": "plain FedAvg", "secure": "fedplug secure", "secaggplus": "Flower SecAgg+"}
+MODES = ("plain", "secure", "secure-abort", "secaggplus")
+LABELS = {
+    "plain": "plain FedAvg",
+    "secure": "fedplug secure (recover)",
+    "secure-abort": "fedplug secure (abort)",
+    "secaggplus": "Flower SecAgg+",
+}
 
 
 def pod_breakdown(k: int, d: int, repeats: int = 3) -> dict[str, float]:

@@ -10,16 +10,6 @@ import pandas as pd
 import pytest
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _private_pod_state(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Pods keep their state under the test session's own directory, never in ~/.local."""
-    import os
-
-    root = tmp_path_factory.mktemp("pod-state")
-    root.chmod(0o700)
-    os.environ["FEDPLUG_STATE_DIR"] = str(root)
-
-
 @pytest.fixture
 def data_people() -> pd.DataFrame:
     """A small table with a continuous int, a continuous float, a string and a bool column."""

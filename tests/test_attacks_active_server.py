@@ -43,15 +43,14 @@ def _exchange(  # noqa: ANN202
     node: int,
     seq: int,
     participants,  # noqa: ANN001
-    attempt: int = 0,
     roster=None,  # noqa: ANN001
     max_weight: int = 10**6,
 ):
-    """One secure statistics exchange (cheap: the pod sums its feature moments)."""
+    """One secure statistics exchange (cheap: the pod sums its feature moments), single-
+    masked (dropout="abort") so that one message is a whole exchange."""
     params = SecureParams(
         run=keys.run,
         seq=seq,
-        attempt=attempt,
         participants=sorted(participants),
         roster=roster if roster is not None else keys.roster,
         q=2**61 - 1,
@@ -59,6 +58,7 @@ def _exchange(  # noqa: ANN202
         stats_clip=1e4,
         max_weight=max_weight,
         n_pods=len(keys.roster),
+        mode="abort",
     )
     config = ConfigRecord(
         {
@@ -87,12 +87,12 @@ def _refused(reply: Message, reason: str) -> None:
 
 
 def test_a_second_key_setup_in_a_run_is_refused_and_resets_nothing(fed_pods) -> None:
-    """Item 2: setup again, then attempt 1 of one exchange over {a,b}, {a,c}, {b,c}."""
+    """Item 2: setup again, then one exchange again over {a,b}, {a,c}."""
     pods = _secure_pods(fed_pods)
     grid, plan = make_grid(pods), make_plan(pods, SecureAggregator())
     session, keys = _setup(grid, 3)
     assert not _exchange(grid, plan, keys, 1, 1, ["pod-a", "pod-b", "pod-c"]).has_error()
-    assert not _exchange(grid, plan, keys, 1, 1, ["pod-a", "pod-b"], attempt=1).has_error()
+    assert not _exchange(grid, plan, keys, 1, 2, ["pod-a", "pod-b"]).has_error()
     setup = Message(
         RecordDict(
             {
@@ -109,7 +109,7 @@ def test_a_second_key_setup_in_a_run_is_refused_and_resets_nothing(fed_pods) -> 
         (reply,) = grid.send_and_receive([setup])
         _refused(reply, "setup-repeated")
     for other in (["pod-a", "pod-c"], ["pod-a", "pod-b"]):
-        reply = _exchange(grid, plan, keys, 1, 1, other, attempt=1)
+        reply = _exchange(grid, plan, keys, 1, 2, other)
         assert reply.has_error() and reply.error.code == wire.POLICY_REFUSAL
 
 
@@ -177,7 +177,9 @@ def test_sums_over_different_pod_sets_are_refused(fed_pods) -> None:
 
 
 def test_params_of_the_secure_record_round_trip() -> None:
-    params = SecureParams("r", 1, 0, ["a", "b"], [], 2**61 - 1, 8.0, 1e4, 10, 2)
+    params = SecureParams(
+        "r", 1, ["a", "b"], [], 2**61 - 1, 8.0, 1e4, 10, 2, "recover", 3, {"a": "c2ln"}
+    )
     assert SecureParams.from_record(params.to_record()) == params
     assert dataclasses.replace(params, seq=2).seq == 2
 

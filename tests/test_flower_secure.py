@@ -9,8 +9,8 @@ import pytest
 from fed_harness import make_grid, make_plan, max_rel_diff, run_local
 
 from fedplug import FedAvg, PolicyRefusal, SecureAggregationError, SecureAggregator
+from fedplug._flower import LocalGrid, run_plan
 from fedplug._flower import _wire as wire
-from fedplug._flower import run_plan
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_pods_send_no_plaintext_update_count_or_metric(fed_pods) -> None:
     ]
     for reply in _uploads(grid):
         kinds = set(reply.content.keys())
-        assert kinds <= {"schema", "bundle", "masked", "layout"}, kinds
+        assert kinds <= {"schema", "bundle", "masked", "layout", "sealed", "unmasked"}, kinds
         if "masked" in reply.content:
             (masked,) = reply.content["masked"].to_numpy_ndarrays()
             assert masked.dtype == np.uint64
@@ -378,69 +378,173 @@ def test_uploads_of_different_lengths_are_refused(fed_pods, monkeypatch) -> None
         run_local(fed_pods(2, rows=200), SecureAggregator(), rounds=1)
 
 
-# -- the pod's state on disk (issue 10, item 6) -------------------------------------------
+# -- dropouts: double masking, one unmask exchange (issue 13) -------------------------------
+class _LateGrid(LocalGrid):
+    """A grid on which ``late_node``'s upload of exchange ``exchange`` arrives too late: the
+    pod computes and sends it, the server holds it (``late``), the round goes on without."""
+
+    def __init__(self, *args, late_node: int, exchange: int, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.late_node, self.exchange = late_node, exchange
+        self.late: list = []
+
+    def send_and_receive(self, messages, *, timeout=None):  # noqa: ANN001, ANN201
+        replies = list(super().send_and_receive(messages, timeout=timeout))
+        kept = []
+        for reply in replies:
+            sent = next(m for m in messages if m.metadata.dst_node_id == reply.metadata.src_node_id)
+            params = sent.content.get(wire.SECURE_KEY)
+            if (
+                reply.metadata.src_node_id == self.late_node
+                and params is not None
+                and int(params["seq"]) == self.exchange
+            ):
+                self.late.append((sent, reply))
+            else:
+                kept.append(reply)
+        return kept
 
 
-def _state_files(root) -> list[str]:  # noqa: ANN001
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+def test_a_late_upload_stays_hidden_and_the_round_completes(fed_pods, caplog) -> None:
+    """(a) and (b) end to end: pod-c's upload of the first training exchange is late; the
+    round completes with the survivors' exact mean, and the server, holding that upload and
+    every unmask answer, cannot remove its self-mask."""
+    from fedplug._flower import build_client_app
+    from fedplug.secagg import FixedPointCodec, KeyBundle
+    from fedplug.secagg._field import unpack
+    from fedplug.secagg._keys import session_id
+    from fedplug.secagg._masks import apply_masks, participants_digest
+
+    pods = fed_pods(3)
+    plain, _ = run_local(pods, FedAvg(), deliver=_silent_from_round(3, 1))
+    apps = {i + 1: build_client_app() for i in range(3)}
+    configs = {i + 1: {"pod": str(p)} for i, p in enumerate(pods)}
+    grid = _LateGrid(apps, node_configs=configs, late_node=3, exchange=3)  # 1, 2: statistics
+    with caplog.at_level("WARNING", logger="fedplug.server"):
+        secure = run_plan(grid, make_plan(pods, SecureAggregator()))
+    assert max_rel_diff(secure.weights, plain.weights) < 1e-6
+    assert "pod-c" in caplog.text and "dropped out" in caplog.text
+    # What the server holds: pod-c's late upload and every unmask answer of that exchange.
+    ((sent, late),) = grid.late
+    params = wire.SecureParams.from_message(sent)
+    upload = wire.read_upload(late)
+    answers = [
+        wire.read_unmask_reply(r)
+        for r in grid.replies
+        if wire.UNMASKED in r.content
+        and r.metadata.reply_to_message_id
+        in {
+            m.metadata.message_id
+            for m in grid.sent
+            if m.metadata.message_type == wire.SECURE_UNMASK
+            and int(m.content["unmask"]["seq"]) == params.seq
+        }
+    ]
+    assert len(answers) == 2 and all("pod-c" not in shares for shares, _, _ in answers)
+    session = session_id(params.run, [KeyBundle.from_dict(b) for b in params.roster])
+    digest = participants_digest(params.participants)
+    residual = unpack(upload.words, upload.length)
+    # Every mask the server can compute: the pair keys pod-a and pod-b revealed with pod-c.
+    keys = [pair_keys["pod-c"] for _, pair_keys, _ in answers]
+    apply_masks(
+        residual,
+        [(k, True) for k in keys],  # pod-c sorts after both: it subtracted both masks
+        run_id=session,
+        round=params.seq,
+        attempt=0,
+        participants_digest=digest,
+    )
+    codec = FixedPointCodec(params.clip, params.max_weight, params.n_pods, params.q)
+    u = residual.astype(np.float64) / params.q
+    assert abs(u.mean() - 0.5) < 0.05  # uniform-looking: no small encoded values show
+    assert not 0 < codec.decode_int(residual[-2]) <= params.max_weight  # the count is hidden
+    # Only the self-mask hides it: its seed, from pod-c's own memory (never sent), opens it.
+    state = json.loads(str(grid._contexts[3].state["fedplug-secagg"]["state"]))
+    seed = __import__("base64").b64decode(state["pending_secrets"][0]["b64"])
+    apply_masks(
+        residual,
+        [(seed, False)],
+        run_id=session,
+        round=params.seq,
+        attempt=0,
+        participants_digest=digest,
+    )
+    assert 0 < codec.decode_int(residual[-2]) <= 400  # pod-c's example count
 
 
-@pytest.fixture
-def state_root(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
-    """The pods' private state directory, for this test alone."""
-    root = tmp_path / "state"
-    monkeypatch.setenv("FEDPLUG_STATE_DIR", str(root))
-    return root
-
-
-def test_a_pod_keeps_only_the_current_exchange_and_nothing_after_a_refusal(
-    fed_pods, state_root
-) -> None:
-    import dataclasses
-
-    from fedplug._flower._wire import SecureParams
-
-    root = state_root
+def test_nothing_of_an_exchange_is_written_to_disk(fed_pods, tmp_path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     pods = fed_pods(3, rows=200)
-    _, grid = run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1), rounds=2)
-    files = _state_files(root)
-    # One file per pod at most: its last exchange (kept for a redo that can still come);
-    # pod-c's is from before it dropped out (the pod cannot know; a sweep removes it).
-    assert [f.split("/")[0] for f in files] == ["pod-a", "pod-b", "pod-c"], files
-    assert all((root / f).stat().st_mode & 0o777 == 0o600 for f in files)
-    # The server asks pod-a for one more exchange over the set that grew back: refused
-    # before anything is computed or written.
-    last = next(m for m in reversed(grid.sent) if m.metadata.dst_node_id == 1)
-    params = SecureParams.from_message(last)
-    grown = dataclasses.replace(
-        params, seq=params.seq + 1, participants=["pod-a", "pod-b", "pod-c"]
-    )
-    content = last.content
-    content[wire.SECURE_KEY] = grown.to_record()
-    from flwr.app import Message
-
-    (reply,) = grid.send_and_receive(
-        [Message(content, dst_node_id=1, message_type=last.metadata.message_type)]
-    )
-    assert reply.has_error() and json.loads(reply.error.reason)["reason"] == "participants-grew"
-    assert _state_files(root) == files
+    before = sorted(p for p in tmp_path.rglob("*"))
+    run_local(pods, SecureAggregator(), deliver=_silent_in_round(3, 1), rounds=2)
+    assert sorted(p for p in tmp_path.rglob("*")) == before
 
 
-def test_the_pod_sweep_deletes_state_older_than_the_redo_window(fed_pods, state_root) -> None:
-    import os
-    import time
+def test_dropout_abort_ends_the_run_naming_the_pod_and_reruns_nothing(fed_pods) -> None:
+    pods = fed_pods(3)
+    grid = make_grid(pods, deliver=_silent_in_round(3, 1))
+    with pytest.raises(SecureAggregationError, match=r"pod-c.*dropout='abort'"):
+        run_plan(grid, make_plan(pods, SecureAggregator(dropout="abort")))
+    # One exchange per round and no unmask exchange: nothing was asked twice.
+    assert not any(m.metadata.message_type == wire.SECURE_UNMASK for m in grid.sent)
+    seqs = [
+        (m.metadata.dst_node_id, int(m.content[wire.SECURE_KEY]["seq"]))
+        for m in grid.sent
+        if wire.SECURE_KEY in m.content
+    ]
+    assert len(seqs) == len(set(seqs))
 
-    from fedplug._flower._secure_pod import REDO_WINDOW_S, sweep_state
 
-    root = state_root
-    pods = fed_pods(2, rows=150)
-    run_local(pods, SecureAggregator(), rounds=1)
-    files = _state_files(root)
-    assert len(files) == 2
-    sweep_state("pod-a")  # fresh: kept, a redo may still come
-    assert _state_files(root) == files
-    old = time.time() - REDO_WINDOW_S - 60
-    for path in root.rglob("*"):
-        os.utime(path, (old, old), follow_symlinks=False)
-    sweep_state("pod-a")
-    assert [f.split("/")[0] for f in _state_files(root)] == ["pod-b"]
+def test_unmasking_that_cannot_complete_fails_the_round_cleanly(fed_pods, caplog) -> None:
+    """pod-c drops before uploading and pod-b does not answer the unmask request: only
+    pod-b holds its pair key with pod-c, so the round is dropped; the run goes on with
+    fresh masks as long as the threshold (3 of 5) is met."""
+    pods = fed_pods(5, rows=300)
+    state = {"unmask": False}
+
+    def deliver(node_id: int, message) -> bool:  # noqa: ANN001
+        config = message.content.get("config")
+        if node_id == 3 and config is not None and int(config.get("server-round", -1)) >= 1:
+            return False  # pod-c is gone from training round 1 on
+        unmask = message.metadata.message_type == wire.SECURE_UNMASK
+        if node_id == 2 and unmask and not state["unmask"]:
+            survivors = json.loads(str(message.content["unmask"]["survivors"]))
+            if "pod-c" not in survivors:
+                state["unmask"] = True
+                return False  # pod-b misses the first unmask request with pod-c gone
+        return True
+
+    with caplog.at_level("WARNING", logger="fedplug.server"):
+        result, grid = run_local(pods, SecureAggregator(), deliver=deliver, rounds=2)
+    assert "unmasking could not complete" in caplog.text
+    assert result.history[0]["train"] == {}  # the failed round left the model as it was
+    assert result.history[1]["train"]  # the next round, over pod-a and pod-d, went through
+    last = [m for m in grid.sent if wire.SECURE_KEY in m.content][-1]
+    assert json.loads(str(last.content[wire.SECURE_KEY]["participants"])) == [
+        "pod-a",
+        "pod-d",
+        "pod-e",
+    ]
+
+
+def test_secure_aggregator_threshold_and_dropout_are_checked() -> None:
+    from fedplug import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dropout='sometimes' is not one of"):
+        SecureAggregator(dropout="sometimes").validate()
+    with pytest.raises(ConfigError, match=r"threshold must be an integer >= 2"):
+        SecureAggregator(threshold=1).validate()
+    settings = SecureAggregator(threshold=2).settings()
+    with pytest.raises(ConfigError, match=r"between a majority of the run's 5 pods \(3\)"):
+        settings.threshold_for(5)
+    assert SecureAggregator().settings().threshold_for(5) == 3
+
+
+def test_a_pod_refuses_a_threshold_below_its_policy(fed_pods) -> None:
+    pods = fed_pods(3, policies={"pod-a": {"policy": {"min_pods": 2, "min_threshold": 3}}})
+    with pytest.raises(PolicyRefusal, match="threshold") as info:
+        run_local(pods, SecureAggregator(), rounds=1)
+    assert "pod-a" in info.value.pods

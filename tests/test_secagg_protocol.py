@@ -116,53 +116,32 @@ def test_masked_sum_equals_plaintext_weighted_sum(k: int) -> None:
     assert np.array_equal(simulate_round(pods, server, encoded, round=2, packed=True), total)
 
 
-def test_dropout_redo_over_survivors_equals_their_plaintext_sum() -> None:
+def test_a_round_with_a_missing_upload_is_never_summed() -> None:
+    """Single-masked rounds (dropout="abort"): the masks cancel only over every upload, and
+    a pod masks each exchange once, so no round is re-run over the survivors."""
     names = ["a", "b", "c", "d", "e"]
     pods, server = make_federation(names, min_pods=3)
     codec = FixedPointCodec(clip=CLIP, max_weight=1000, n_pods=5)
     rng = np.random.default_rng(11)
-    values = {n: random_update(rng, 50) for n in names}
-    weights = {n: int(rng.integers(1, 1001)) for n in names}
-    encoded = {n: encode(codec, values[n], weights[n]) for n in names}
-    # Round 4, attempt 0: pod "c" stays silent.
+    encoded = {n: encode(codec, random_update(rng, 50), 7) for n in names}
     uploads = {n: pods[n].mask(encoded[n], round=4, attempt=0, participants=names) for n in names}
     del uploads["c"]
     with pytest.raises(SecureAggregationError, match=r"pods \['c'\] did not upload"):
         server.sum_masked(uploads, names)
     partial = sum_vectors(list(uploads.values()))
     assert not np.array_equal(partial, sum_vectors([encoded[n] for n in uploads]))
-    survivors = server.survivors(names, uploads)
-    assert survivors == ["a", "b", "d", "e"]
-    # Attempt 1: the survivors re-mask their cached encodings under fresh masks.
-    total = simulate_round(pods, server, encoded, round=4, attempt=1, participants=survivors)
-    plain = sum(weights[n] * np.clip(values[n], -CLIP, CLIP) for n in survivors)
-    np.testing.assert_allclose(
-        codec.decode_sum(total[:-1]), plain, rtol=1e-6, atol=1000 * 4 / codec.scale
-    )
-    assert codec.decode_int(total[-1:])[0] == sum(weights[n] for n in survivors)
-    # The next round starts at attempt 0 over the survivors: c dropped out of the run.
-    total = simulate_round(pods, server, encoded, round=5, participants=survivors)
-    assert np.array_equal(total, sum_vectors([encoded[n] for n in survivors]))
-    with pytest.raises(PolicyRefusal) as excinfo:
-        pods["a"].mask(encoded["a"], round=6, attempt=0, participants=names)
-    _refusal(excinfo, "participants-grew", ["c"])
+    with pytest.raises(PolicyRefusal, match="no round is re-run") as excinfo:
+        pods["a"].mask(encoded["a"], round=4, attempt=1, participants=["a", "b", "d", "e"])
+    _refusal(excinfo, "replayed-round", ["a"])
 
 
-def test_too_few_survivors_names_the_missing_pods() -> None:
-    _, server = make_federation(["a", "b", "c", "d"], min_pods=3)
-    with pytest.raises(SecureAggregationError, match=r"pods \['b', 'd'\] did not respond"):
-        server.survivors(["a", "b", "c", "d"], ["a", "c"])
-    assert server.survivors(["a", "b", "c", "d"], ["d", "a", "c", "zz"]) == ["a", "c", "d"]
-
-
-def test_masks_differ_between_rounds_attempts_and_participant_sets() -> None:
+def test_masks_differ_between_rounds_and_participant_sets() -> None:
     names = ["a", "b", "c", "d"]
     pods, _ = make_federation(names)
     zeros = np.zeros(500, dtype=np.uint64)
     pod = pods["b"]
     uploads = [
         pod.mask(zeros, round=1, attempt=0, participants=names),
-        pod.mask(zeros, round=1, attempt=1, participants=["a", "b", "c"]),
         pod.mask(zeros, round=2, attempt=0, participants=["a", "b", "c"]),
         pod.mask(zeros, round=3, attempt=0, participants=["b", "c"]),
     ]
@@ -341,31 +320,22 @@ def test_refuses_replayed_rounds() -> None:
     pods, _ = make_federation(["a", "b"])
     zeros = np.zeros(10, dtype=np.uint64)
     pods["a"].mask(zeros, round=3, attempt=0, participants=["a", "b"])
-    for round, attempt in [(3, 0), (2, 0), (2, 1), (0, 0)]:
+    for round in (3, 2, 0):
         with pytest.raises(PolicyRefusal, match="reusing masks would reveal") as excinfo:
-            pods["a"].mask(zeros, round=round, attempt=attempt, participants=["a", "b"])
+            pods["a"].mask(zeros, round=round, attempt=0, participants=["a", "b"])
+        _refusal(excinfo, "replayed-round", ["a"])
+    for round in (3, 4):
+        with pytest.raises(PolicyRefusal, match="no round is re-run") as excinfo:
+            pods["a"].mask(zeros, round=round, attempt=1, participants=["a", "b"])
         _refusal(excinfo, "replayed-round", ["a"])
 
 
-def test_refuses_to_re_mask_twice() -> None:
-    pods, _ = make_federation(["a", "b", "c"])
-    zeros = np.zeros(10, dtype=np.uint64)
-    pods["a"].mask(zeros, round=1, attempt=0, participants=["a", "b", "c"])
-    pods["a"].mask(zeros, round=1, attempt=1, participants=["a", "b"])
-    with pytest.raises(PolicyRefusal, match="not after the last one") as excinfo:
-        pods["a"].mask(zeros, round=1, attempt=1, participants=["a", "b"])
-    _refusal(excinfo, "replayed-round", ["a"])
-    with pytest.raises(PolicyRefusal, match="re-masks at most once per round") as excinfo:
-        pods["a"].mask(zeros, round=1, attempt=2, participants=["a", "b"])
-    _refusal(excinfo, "replayed-round", ["a"])
-
-
-def test_refuses_a_redo_that_adds_participants() -> None:
+def test_refuses_a_round_that_adds_participants_back() -> None:
     pods, _ = make_federation(["a", "b", "c", "d"])
     zeros = np.zeros(10, dtype=np.uint64)
     pods["a"].mask(zeros, round=0, attempt=0, participants=["a", "b", "c"])
     with pytest.raises(PolicyRefusal, match="only ever shrink") as excinfo:
-        pods["a"].mask(zeros, round=0, attempt=1, participants=["a", "b", "d"])
+        pods["a"].mask(zeros, round=1, attempt=0, participants=["a", "b", "d"])
     _refusal(excinfo, "participants-grew", ["d"])
 
 
@@ -373,12 +343,12 @@ def test_refuses_a_redo_that_adds_participants() -> None:
 
 
 def test_attack_a_second_key_setup_cannot_reset_the_record_of_exchanges() -> None:
-    """The server re-runs setup to re-use attempt 1 of one exchange over other pod sets."""
+    """The server re-runs setup to re-use one exchange over other pod sets."""
     names = ["a", "b", "c"]
     pods, server = make_federation(names)
     zeros = np.zeros(10, dtype=np.uint64)
     pods["a"].mask(zeros, round=1, attempt=0, participants=names)
-    pods["a"].mask(zeros, round=1, attempt=1, participants=["a", "b"])
+    pods["a"].mask(zeros, round=2, attempt=0, participants=["a", "b"])
     for run in (RUN, "run-8"):  # the same setup id, or one of the server's choosing
         with pytest.raises(PolicyRefusal, match="once per run") as excinfo:
             pods["a"].start_run(run)
@@ -387,10 +357,10 @@ def test_attack_a_second_key_setup_cannot_reset_the_record_of_exchanges() -> Non
     with pytest.raises(PolicyRefusal, match="already accepted") as excinfo:
         pods["a"].accept_roster(RUN, roster)
     _refusal(excinfo, "roster-repeated", ["a"])
-    # Nothing was reset: {a,c} and {b,c} over the same exchange stay refused.
+    # Nothing was reset: the same exchange over {a,c} or {a,b} stays refused.
     for other in (["a", "c"], ["a", "b"]):
         with pytest.raises(PolicyRefusal):
-            pods["a"].mask(zeros, round=1, attempt=1, participants=other)
+            pods["a"].mask(zeros, round=2, attempt=0, participants=other)
 
 
 def test_attack_an_invented_peer_is_refused_by_a_pod_that_requires_pins() -> None:
@@ -559,21 +529,20 @@ def test_exported_state_resumes_the_run_with_replay_protection() -> None:
     uploads = {"a": resumed.mask(zeros, round=1, attempt=0, participants=names)}
     uploads.update({n: pods[n].mask(zeros, round=1, attempt=0, participants=names) for n in "bc"})
     assert server.sum_masked(uploads, names).tolist() == [0] * 20
-    # The redo rule survives too: attempt 1 may drop pods but not add them, and only once;
-    # and the pods that dropped stay out.
+    # The pods that dropped stay out, and no exchange is masked twice, across restores.
     state = resumed.export_state()
     resumed = PodProtocol("a", pods["a"].identity, approved_pods=None, pinned_keys=None, min_pods=2)
     resumed.restore_state(state)
-    resumed.mask(zeros, round=1, attempt=1, participants=["a", "b"])
+    resumed.mask(zeros, round=2, attempt=0, participants=["a", "b"])
     resumed_again = PodProtocol(
         "a", pods["a"].identity, approved_pods=None, pinned_keys=None, min_pods=2
     )
     resumed_again.restore_state(resumed.export_state())
     with pytest.raises(PolicyRefusal) as excinfo:
-        resumed_again.mask(zeros, round=1, attempt=1, participants=["a", "b"])
+        resumed_again.mask(zeros, round=2, attempt=0, participants=["a", "b"])
     _refusal(excinfo, "replayed-round", ["a"])
     with pytest.raises(PolicyRefusal) as excinfo:
-        resumed_again.mask(zeros, round=2, attempt=0, participants=names)
+        resumed_again.mask(zeros, round=3, attempt=0, participants=names)
     _refusal(excinfo, "participants-grew", ["c"])
     with pytest.raises(PolicyRefusal) as excinfo:
         resumed_again.start_run("run-9")

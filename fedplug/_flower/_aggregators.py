@@ -100,7 +100,15 @@ class SecureAggregator(Aggregator[SecureSetup]):
     min_pods:
         No sum is released over fewer pods.
     timeout:
-        Seconds to wait for pods in each exchange, and for the one re-masking redo.
+        Seconds to wait for pods in each exchange (uploads, and the unmask exchange).
+    threshold:
+        How many pods' shares recover a pod's self-mask (default: a majority of the run's
+        pods, the least the pods accept; a pod's policy.min_threshold may ask for more). A
+        server colluding with fewer pods than this learns no pod's update.
+    dropout:
+        ``"recover"`` (default): each exchange is double-masked and followed by one small
+        unmask exchange, so pods that drop out are left out of the sum and the run goes on
+        without them. ``"abort"``: one exchange per round, and a dropout ends the run.
     """
 
     secure: ClassVar[bool] = True
@@ -113,6 +121,8 @@ class SecureAggregator(Aggregator[SecureSetup]):
         max_weight: int = 1_000_000,
         min_pods: int = 2,
         timeout: float = 120.0,
+        threshold: int | None = None,
+        dropout: str = "recover",
     ) -> None:
         self.prime_q = prime_q
         self.clip = clip
@@ -120,6 +130,8 @@ class SecureAggregator(Aggregator[SecureSetup]):
         self.max_weight = max_weight
         self.min_pods = min_pods
         self.timeout = timeout
+        self.threshold = threshold
+        self.dropout = dropout
 
     def settings(self) -> SecureSettings:
         """The parameters, checked and frozen for a run."""
@@ -130,6 +142,8 @@ class SecureAggregator(Aggregator[SecureSetup]):
             max_weight=self.max_weight,
             min_pods=self.min_pods,
             timeout=self.timeout,
+            threshold=self.threshold,
+            dropout=self.dropout,
         )
 
     def validate(self) -> None:

@@ -54,13 +54,21 @@ REFUSALS: dict[str, str] = {
     "key it pins; pin every approved pod (identity.pinned_keys, see `fedplug pod keys`)",
     "setup-repeated": "key setup happens once per run; start a new run",
     "roster-repeated": "a run's roster is accepted once; start a new run",
-    "replayed-round": "this exchange (or attempt) was already used; masks are never reused",
+    "replayed-round": "this exchange was already used, or is a re-run; masks are never reused "
+    "and no round is re-run over a subset of its pods",
     "participants-grew": "the exchange includes pods that dropped out earlier in the run; "
     "the pods of a secure run only ever shrink (no client sampling); start a new run",
     "unknown-pod": "the exchange lists pods that are not in the run's roster; pods join at "
     "key setup only",
-    "settings-changed": "the aggregator's max_weight or number of pods changed during the run "
-    "(or is smaller than the roster); they are fixed for a run: start a new run",
+    "settings-changed": "the aggregator's max_weight, number of pods, threshold or dropout "
+    "mode changed during the run (or n_pods is smaller than the roster); they are fixed for a "
+    "run: start a new run",
+    "threshold-too-low": "the recovery threshold is below a majority of the run's pods or "
+    "the pod's policy.min_threshold; raise SecureAggregator(threshold=...)",
+    "survivors-inconsistent": "the server told the pods different survivor sets (their signed "
+    "receipts disagree); the pod trusts this run no further: start a new run",
+    "unmask-repeated": "an exchange is unmasked once, right after its uploads; the request is "
+    "for another exchange or a second time",
     "bundle-refused": "the run's app bundle carries code or names components other than "
     "fedplug's; a pod runs only the fedplug installed on its machine: run fedplug's own app",
     "unsafe-launch": "the pod was started with plain flower-supernode, which runs whatever "

@@ -47,8 +47,6 @@ from ._flower_internals import (
     TaskSource,
     is_unauthorized,
 )
-from ._secure_pod import sweep_state
-from ._update_cache import forget_pod
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,8 +72,6 @@ STARTUP_TIMEOUT = 120.0
 CHILD_STOP_GRACE = 5.0
 #: Seconds between two warnings that the Runtime API does not answer.
 WARN_EVERY = 30.0
-#: Seconds between two sweeps of the pod's state on disk.
-SWEEP_EVERY = 30.0
 
 
 # -- who listens on the Runtime API port -------------------------------------------------
@@ -233,12 +229,9 @@ class PodExecutor:
 
     def serve(self, stop: threading.Event, supernode: subprocess.Popen) -> int:
         """Serve until ``stop`` is set (0) or the SuperNode exits or refuses us (1)."""
-        started, ready, warned, swept = time.monotonic(), False, 0.0, 0.0
+        started, ready, warned = time.monotonic(), False, 0.0
         verified = False
         while not stop.is_set():
-            if time.monotonic() - swept > SWEEP_EVERY:
-                swept = time.monotonic()
-                sweep_state(self.name)
             if supernode.poll() is not None:
                 logger.error(
                     "fedplug pod %r stops: its SuperNode (flower-supernode, pid %d) exited "
@@ -466,8 +459,6 @@ def serve_pod(
     with private_secret() as (secret_file, secret):
         command = list(command_for(secret_file))
         executor = PodExecutor(pod_file, f"127.0.0.1:{port}", secret, port)
-        # A fresh pod process can continue no earlier run (their keys were in memory).
-        forget_pod(executor.name)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             first = not stop.is_set()
@@ -496,5 +487,3 @@ def serve_pod(
             if child is not None:
                 _stop_child(child)
             executor.close()
-            # Nothing of the pod's runs outlives the pod process.
-            forget_pod(executor.name)

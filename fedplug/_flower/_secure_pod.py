@@ -1,7 +1,10 @@
 """A pod's side of secure aggregation: key setup, policy checks, encoding and masking.
 
-Everything a pod uploads in secure mode is a masked field vector, its length and the
-names of its metrics: never a plaintext update, count or metric value.
+Everything a pod uploads in secure mode is a masked field vector, its length, the names
+of its metrics and (recover mode) shares of its self-mask seed sealed for its peers:
+never a plaintext update, count or metric value. Nothing of an exchange is kept on disk;
+the protocol's state (keys, the current exchange's self-mask seed) stays in the pod
+process's memory.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from . import _wire as wire
 from ._pod_compute import is_stats_exchange, plaintext_metrics, plaintext_update
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
-from ._update_cache import forget_pod, forget_stale, recall, remember
 from ._wire import SecureParams
 
 if TYPE_CHECKING:
@@ -30,14 +32,6 @@ logger = logging.getLogger("fedplug.pod")
 
 STATE_KEY = "fedplug-secagg"
 SETTINGS_KEY = STATE_KEY + "-settings"
-#: Seconds a pod keeps an encoded update for a redo; a sweep deletes anything older (a run
-#: that ended or failed without telling the pod), and a later redo fails cleanly.
-REDO_WINDOW_S = 600.0
-
-
-def sweep_state(pod: str, max_age: float = REDO_WINDOW_S) -> None:
-    """Delete the pod's state on disk that is older than ``max_age`` seconds."""
-    forget_stale(pod, max_age)
 
 
 def identity_for(runtime: PodRuntime, context: Context) -> IdentityKey:
@@ -64,6 +58,7 @@ def _new_protocol(runtime: PodRuntime, context: Context, q: int) -> PodProtocol:
         min_pods=int(policy.min_pods),
         q=q,
         require_pins=bool(policy.require_secure_aggregation),
+        min_threshold=int(policy.min_threshold),
     )
 
 
@@ -81,9 +76,6 @@ def handle_setup(message: Message, context: Context, runtime: PodRuntime) -> Mes
             reason="setup-repeated",
             pods=[runtime.name],
         )
-    # A new run: whatever an earlier run of this pod left on disk goes (it can never be
-    # used again: its session's keys are gone).
-    forget_pod(runtime.name)
     protocol = _new_protocol(runtime, context, request.q)
     bundle = protocol.start_run(request.run)
     save_protocol(context, STATE_KEY, protocol, runtime)
@@ -177,11 +169,14 @@ def _bind_settings(
 
     Otherwise a server could vary ``max_weight`` from exchange to exchange and learn a
     pod's example count by bisection from which exchanges it could encode; ``n_pods``
-    below the roster size would let the sum wrap around the field.
+    below the roster size would let the sum wrap around the field. The recovery threshold
+    and the dropout mode are fixed too.
     """
     settings: dict[str, ConfigRecordValues] = {
         "max-weight": int(params.max_weight),
         "n-pods": int(params.n_pods),
+        "threshold": int(params.threshold),
+        "recover": int(params.mode == "recover"),
     }
     bound = context.state.get(SETTINGS_KEY)
     if bound is None:
@@ -206,34 +201,62 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     params = SecureParams.from_message(message)
     protocol = _protocol(runtime, context, params)
     _bind_settings(runtime, context, protocol, params)
-    # Every policy check first, and the exchange recorded as used (in the node's state)
-    # before anything is computed or kept: no failure after this can make it reusable.
-    protocol.admit(round=params.seq, attempt=params.attempt, participants=params.participants)
-    save_protocol(context, STATE_KEY, protocol, runtime)
-    session = str(protocol.session)
-    if params.attempt == 0:
-        buffer, length, keys = _encode(runtime, message, params, kind)
-        # Kept for a possible redo, which re-masks it rather than retraining; written out
-        # before the buffer is masked in place. Keyed by the session (every pod's nonce),
-        # never by an id the server chose.
-        remember(runtime.name, session, params.seq, buffer[:length], keys)
+    # Every policy check first, and the exchange recorded as used (in the pod's memory)
+    # before anything is computed: no failure after this can make it reusable.
+    if params.mode == "recover":
+        receipts = {p: wire.unb64(r) for p, r in params.receipts.items()}
+        protocol.admit_upload(
+            round=params.seq,
+            participants=params.participants,
+            threshold=params.threshold,
+            receipts=receipts,
+        )
     else:
-        kept = recall(runtime.name, session, params.seq)
-        if kept is None:
-            raise SecureAggregationError(
-                f"pod {runtime.name!r} holds no update for exchange {params.seq} to re-mask."
-            )
-        vector, keys = kept
-        length = vector.size
-        buffer = np.zeros(padded_size(length, params.q), dtype=np.uint64)
-        buffer[:length] = vector
-    protocol.mask(
-        buffer[:length],
-        round=params.seq,
-        attempt=params.attempt,
-        participants=params.participants,
-        in_place=True,
-    )
+        protocol.admit(round=params.seq, attempt=0, participants=params.participants)
+    save_protocol(context, STATE_KEY, protocol, runtime)
+    buffer, length, keys = _encode(runtime, message, params, kind)
+    sealed = None
+    if params.mode == "recover":
+        # Double masking: a fresh self-mask, whose seed only reaches the server as shares
+        # from the survivors, and per-exchange pair masks.
+        _, sealed = protocol.upload(
+            buffer[:length],
+            round=params.seq,
+            participants=params.participants,
+            threshold=params.threshold,
+            in_place=True,
+        )
+    else:
+        protocol.mask(
+            buffer[:length],
+            round=params.seq,
+            attempt=0,
+            participants=params.participants,
+            in_place=True,
+        )
     save_protocol(context, STATE_KEY, protocol, runtime)
     # Field elements use 61 of 64 bits: packing them saves 4.5% of the upload.
-    return wire.upload_reply(message, pack(buffer, params.q, in_place=True), length, keys)
+    packed = pack(buffer, params.q, in_place=True)
+    return wire.upload_reply(message, packed, length, keys, sealed)
+
+
+def handle_unmask(message: Message, context: Context, runtime: PodRuntime) -> Message:
+    """Release what removes the masks of the exchange just uploaded, once (see
+    :meth:`PodProtocol.unmask`): shares for survivors, pair keys for dropped pods.
+
+    No task-kind check: a pod only unmasks an exchange it uploaded, which passed it."""
+    request = wire.read_unmask_request(message)
+    protocol = load_protocol(
+        context, STATE_KEY, lambda: _new_protocol(runtime, context, Q), runtime
+    )
+    if protocol is None or protocol.run_id != request.run:
+        raise SecureAggregationError(
+            f"pod {runtime.name!r} has no key setup for run {request.run!r} to unmask."
+        )
+    try:
+        answer = protocol.unmask(
+            round=request.seq, survivors=request.survivors, sealed=request.sealed
+        )
+    finally:
+        save_protocol(context, STATE_KEY, protocol, runtime)
+    return wire.unmask_reply(message, answer.shares, answer.pair_keys, answer.receipt)

@@ -20,7 +20,7 @@ from flwr.serverapp.strategy import Strategy
 from fedplug._errors import ConfigError, SecureAggregationError
 from fedplug._validation import int_at_least, positive_int, short_value
 from fedplug.learning import TrainingTask
-from fedplug.secagg import FixedPointCodec, KeyBundle, Q, ServerProtocol
+from fedplug.secagg import FixedPointCodec, KeyBundle, Q, ServerProtocol, Unmasking, majority
 
 from . import _wire as wire
 from ._pod_strategy import PodStrategy, RoundCallback, metrics_dict
@@ -43,6 +43,8 @@ class SecureSettings:
     max_weight: int = 1_000_000
     min_pods: int = 2
     timeout: float = 120.0
+    threshold: int | None = None
+    dropout: str = "recover"
 
     def __post_init__(self) -> None:
         def where(name: str) -> str:
@@ -72,6 +74,29 @@ class SecureSettings:
         int_at_least(
             self.min_pods, 2, name=where("min_pods"), fix="no sum is released over fewer pods"
         )
+        if self.threshold is not None:
+            int_at_least(
+                self.threshold,
+                2,
+                name=where("threshold"),
+                fix="leave it out for a majority of the pods, or give a larger number",
+            )
+        if self.dropout not in wire.DROPOUT_MODES:
+            raise ConfigError(
+                f"{where('dropout')}={self.dropout!r} is not one of {list(wire.DROPOUT_MODES)}: "
+                "'recover' survives pods dropping out (one more small exchange per round), "
+                "'abort' ends the run when one does."
+            )
+
+    def threshold_for(self, roster: int) -> int:
+        """The recovery threshold of a run over ``roster`` pods (default: a majority)."""
+        t = majority(roster) if self.threshold is None else int(self.threshold)
+        if not majority(roster) <= t <= roster:
+            raise ConfigError(
+                f"SecureAggregator: threshold={t} must be between a majority of the run's "
+                f"{roster} pods ({majority(roster)}) and {roster}; pods refuse a lower one."
+            )
+        return t
 
 
 @dataclass
@@ -85,6 +110,8 @@ class SecureKeys:
     server: ServerProtocol
     seq: int = 0
     active: set[str] = field(default_factory=set)
+    #: The survivors' signatures of the last survivor set, for the next exchange.
+    receipts: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.active:
@@ -228,7 +255,6 @@ class SecureAggregationStrategy(PodStrategy):
         self._params = SecureParams(
             run=self.keys.run,
             seq=self.keys.next_seq(),
-            attempt=0,
             participants=sorted(participants),
             roster=self.keys.roster,
             q=self.settings.prime_q,
@@ -236,6 +262,9 @@ class SecureAggregationStrategy(PodStrategy):
             stats_clip=float(stats_clip or self.settings.stats_clip),
             max_weight=int(self.settings.max_weight),
             n_pods=len(self.keys.roster),
+            mode=self.settings.dropout,
+            threshold=self.settings.threshold_for(len(self.keys.roster)),
+            receipts={p: wire.b64(r) for p, r in self.keys.receipts.items()},
         )
         self.sent = [wire.secure_message(m, self._params, message_type) for m in messages]
         return self.sent
@@ -263,32 +292,34 @@ class SecureAggregationStrategy(PodStrategy):
     # -- aggregate --------------------------------------------------------------------
     def _secure_sum(
         self, replies: Iterable[Message], what: str
-    ) -> tuple[np.ndarray, int, list[str]]:
-        """Decode the sum of the participants' vectors, redoing once after a dropout."""
+    ) -> tuple[np.ndarray, int, list[str]] | None:
+        """Decode the sum of the survivors' vectors; None when unmasking cannot complete
+        (the round fails, nothing of it can be combined, the next one has fresh masks)."""
         assert self._params is not None and self._grid is not None
-        params, grid = self._params, self._grid
+        params = self._params
         replies = list(replies)
         good, failed = split_replies(self.session, replies, what, self.sent)
         answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
         dropped = sorted(set(params.participants) - set(answered))
-        if dropped:
-            reasons = {
-                p: failed.get(p, f"no answer within {self.session.round_timeout}s") for p in dropped
-            }
-            logger.warning(
-                "%s: pod(s) %s dropped out (%s); redoing the round once with the survivors",
-                what,
-                dropped,
-                reasons,
+        reasons = {
+            p: failed.get(p, f"no answer within {self.session.round_timeout}s") for p in dropped
+        }
+        detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
+        if dropped and params.mode == "abort":
+            raise SecureAggregationError(
+                f"{what}: pod(s) {dropped} dropped out ({detail}); with dropout='abort' a "
+                "dropout ends the run (no round is re-run over a subset). Use "
+                "dropout='recover' to go on without them."
             )
-            try:
-                survivors = self.keys.server.survivors(params.participants, answered)
-            except SecureAggregationError as exc:
-                detail = "; ".join(f"pod {p!r}: {r}" for p, r in reasons.items())
-                raise SecureAggregationError(f"{what}: {exc}. Why: {detail}") from exc
-            answered = self._redo(grid, params, survivors, what)
-            # The run goes on without them: the pods accept only sets that shrink.
-            self.keys.active = set(answered)
+        floor = self.settings.min_pods
+        if params.mode == "recover":
+            floor = max(floor, params.threshold)
+        if len(answered) < floor:
+            raise SecureAggregationError(
+                f"{what}: pod(s) {dropped} dropped out ({detail}); {len(answered)} remain, "
+                f"fewer than the threshold {floor}, so nothing is unmasked and no sum is "
+                "released."
+            )
         uploads = {pod: _upload(pod, reply) for pod, reply in answered.items()}
         lengths = {upload.length for upload in uploads.values()}
         if len(lengths) != 1:
@@ -302,11 +333,23 @@ class SecureAggregationStrategy(PodStrategy):
                 f"{what}: pods reported different metrics {sorted(layouts)}."
             )
         keys = list(layouts.pop())
-        total = self.keys.server.sum_masked(
-            {pod: upload.words for pod, upload in uploads.items()},
-            sorted(answered),
-            packed_length=lengths.pop(),
-        )
+        length = lengths.pop()
+        words = {pod: upload.words for pod, upload in uploads.items()}
+        if params.mode == "abort":
+            total = self.keys.server.sum_masked(words, sorted(answered), packed_length=length)
+        else:
+            if dropped:
+                logger.warning(
+                    "%s: pod(s) %s dropped out (%s); unmasking the survivors' sum, the run "
+                    "goes on without them",
+                    what,
+                    dropped,
+                    detail,
+                )
+            recovered = self._unmask(params, uploads, words, length, what)
+            if recovered is None:
+                return None
+            total = recovered
         codec = FixedPointCodec(
             params.stats_clip if self._stats else params.clip,
             params.max_weight,
@@ -330,31 +373,73 @@ class SecureAggregationStrategy(PodStrategy):
         mean = codec.decode_mean(total[:-2], n_total)
         return mean, n_total, keys
 
-    def _redo(
-        self, grid: Grid, params: SecureParams, survivors: list[str], what: str
-    ) -> dict[str, Message]:
-        redo = SecureParams(**{**params.__dict__, "attempt": 1, "participants": sorted(survivors)})
-        self._params = redo
-        by_pod = {self.session.pods[m.metadata.dst_node_id]: m for m in self.sent}
-        sent = [
-            wire.secure_message(by_pod[p], redo, by_pod[p].metadata.message_type) for p in survivors
-        ]
-        replies = list(grid.send_and_receive(sent, timeout=self.settings.timeout))
-        good, failed = split_replies(self.session, replies, what + " (redo)", sent)
-        answered = {self.session.pods[r.metadata.src_node_id]: r for r in good}
-        lost = sorted(set(survivors) - set(answered))
-        if lost:
-            raise SecureAggregationError(
-                f"{what}: pod(s) {lost} also dropped out of the redo (a round is redone only "
-                f"once); the run stops. Missing since the start of the round: "
-                f"{sorted(set(params.participants) - set(answered))}."
+    def _unmask(
+        self,
+        params: SecureParams,
+        uploads: dict[str, wire.Upload],
+        words: dict[str, np.ndarray],
+        length: int,
+        what: str,
+    ) -> np.ndarray | None:
+        """The unmask exchange: every survivor gets the survivor set and the shares sealed
+        for it, and answers its shares and its pair keys with the dropped pods."""
+        assert self._grid is not None
+        survivors = sorted(uploads)
+        nodes = {name: node for node, name in self.session.pods.items()}
+        requests = []
+        for pod in survivors:
+            sealed = {s: uploads[s].sealed[pod] for s in survivors if pod in uploads[s].sealed}
+            requests.append(
+                wire.unmask_request(params.run, params.seq, survivors, sealed, nodes[pod])
             )
-        return answered
+        replies = list(self._grid.send_and_receive(requests, timeout=self.settings.timeout))
+        good, failed = split_replies(self.session, replies, what + " (unmask)", requests)
+        answers: dict[str, Unmasking] = {}
+        for reply in good:
+            pod = self.session.pods[reply.metadata.src_node_id]
+            try:
+                shares, pair_keys, receipt = wire.read_unmask_reply(reply)
+            except wire.MalformedMessage as exc:
+                failed[pod] = str(exc)
+                continue
+            answers[pod] = Unmasking(shares=shares, pair_keys=pair_keys, receipt=receipt)
+        # The pods that answered go on (each was told this survivor set); the others are
+        # out of the run, as are the pods that dropped before them.
+        self.keys.active = set(answers)
+        self.keys.receipts = {p: a.receipt for p, a in answers.items()}
+        try:
+            return self.keys.server.recover_sum(
+                words,
+                params.participants,
+                answers,
+                round=params.seq,
+                threshold=params.threshold,
+                packed_length=length,
+                survivors=survivors,
+            )
+        except SecureAggregationError as exc:
+            silent = {p: failed.get(p, "no answer") for p in survivors if p not in answers}
+            if len(answers) < max(params.threshold, self.settings.min_pods):
+                raise SecureAggregationError(
+                    f"{what}: {exc}. Silent in the unmask exchange: {silent}."
+                ) from exc
+            logger.warning(
+                "%s: unmasking could not complete (%s; silent: %s); this round's update is "
+                "dropped and the next round starts with fresh masks",
+                what,
+                exc,
+                silent,
+            )
+            return None
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        mean, n_total, keys = self._secure_sum(replies, f"training round {server_round}")
+        summed = self._secure_sum(replies, f"training round {server_round}")
+        if summed is None:
+            self.train_metrics = {}
+            return None, None
+        mean, n_total, keys = summed
         sizes = [a.size for a in self._global]
         cut = int(sum(sizes))
         deltas = np.split(mean[:cut], np.cumsum(sizes)[:-1]) if sizes else []
@@ -373,7 +458,12 @@ class SecureAggregationStrategy(PodStrategy):
     ) -> MetricRecord | None:
         metrics = None
         if self.sent:
-            mean, n_total, keys = self._secure_sum(replies, f"evaluation round {server_round}")
+            summed = self._secure_sum(replies, f"evaluation round {server_round}")
+            if summed is None:
+                entry = self.record_round(server_round, {})
+                entry["clipped"] = self.clipped_total
+                return None
+            mean, n_total, keys = summed
             values = dict(zip(keys, (float(v) for v in mean), strict=True))
             synthetic = self._synthetic(wire.evaluate_content(values, n_total))
             metrics = self.inner.aggregate_evaluate(server_round, [synthetic])

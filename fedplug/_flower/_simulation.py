@@ -16,7 +16,6 @@ from fedplug._errors import FedplugError, TrainingError
 
 from ._pod_app import build_client_app
 from ._server import RunPlan, RunResult, run_plan
-from ._update_cache import forget_pod
 
 if TYPE_CHECKING:
     from flwr.app.typing import ConfigRecordValues
@@ -60,18 +59,13 @@ def run_in_simulation(
         "client_resources": {"num_cpus": cpus_per_pod, "num_gpus": 0.0},
         "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
     }
-    try:
-        run_simulation(
-            server_app=server,
-            client_app=client,
-            num_supernodes=len(pod_files),
-            backend_config=backend_config,
-            verbose_logging=verbose,
-        )
-    finally:
-        # The pods' state on disk (updates kept for a redo) ends with the run.
-        for name in plan.pods:
-            forget_pod(name)
+    run_simulation(
+        server_app=server,
+        client_app=client,
+        num_supernodes=len(pod_files),
+        backend_config=backend_config,
+        verbose_logging=verbose,
+    )
     if errors:
         error = errors[-1]
         if isinstance(error, FedplugError):

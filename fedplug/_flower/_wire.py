@@ -9,9 +9,10 @@ the readers that check a reply before anything uses it. A reader raises
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,16 @@ TRAIN = "train"
 EVALUATE = "evaluate"
 SECURE_TRAIN = "train.secure"
 SECURE_EVALUATE = "evaluate.secure"
-KNOWN_MESSAGE_TYPES = (SCHEMA_QUERY, SECAGG_SETUP, TRAIN, EVALUATE, SECURE_TRAIN, SECURE_EVALUATE)
+SECURE_UNMASK = "query.secaggunmask"
+KNOWN_MESSAGE_TYPES = (
+    SCHEMA_QUERY,
+    SECAGG_SETUP,
+    TRAIN,
+    EVALUATE,
+    SECURE_TRAIN,
+    SECURE_EVALUATE,
+    SECURE_UNMASK,
+)
 
 # Record names. Flower's strategies send "config" and "arrays" and read "arrays" and
 # "metrics"; the rest are fedplug's.
@@ -37,6 +47,9 @@ SCHEMA = "schema"
 BUNDLE = "bundle"
 MASKED = "masked"
 LAYOUT = "layout"
+SEALED = "sealed"  # an upload's shares of its self-mask seed, each sealed for one peer
+UNMASK = "unmask"  # the unmask request: survivors, and the shares sealed for the recipient
+UNMASKED = "unmasked"  # a survivor's answer: shares, pair keys of dropped pods, receipt
 NUM_EXAMPLES = "num-examples"  # the weight Flower's strategies read from "metrics"
 
 # Keys inside the "config" ConfigRecord that Flower strategies send.
@@ -58,7 +71,13 @@ REPLY_RECORD_KINDS = {
     MASKED: "ArrayRecord",
     BUNDLE: "ConfigRecord",
     LAYOUT: "ConfigRecord",
+    SEALED: "ConfigRecord",
+    UNMASKED: "ConfigRecord",
 }
+
+#: How a secure round meets a dropout: recover (double masking, one unmask exchange) or
+#: abort (one exchange, a dropout ends the run).
+DROPOUT_MODES = ("recover", "abort")
 
 # Error codes of fedplug's error replies (Flower reserves small numbers).
 POLICY_REFUSAL = 4101
@@ -168,7 +187,6 @@ class SecureParams:
 
     run: str
     seq: int
-    attempt: int
     participants: list[str]
     roster: list[dict]
     q: int
@@ -176,6 +194,10 @@ class SecureParams:
     stats_clip: float
     max_weight: int
     n_pods: int
+    mode: str = "recover"
+    threshold: int = 0
+    #: The participants' signatures of the last survivor set (recover mode), base64.
+    receipts: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_message(cls, message: Message) -> SecureParams:
@@ -189,7 +211,6 @@ class SecureParams:
             return cls(
                 run=str(record["run"]),
                 seq=as_int(record["seq"]),
-                attempt=as_int(record["attempt"]),
                 participants=[str(p) for p in json.loads(str(record["participants"]))],
                 roster=[dict(b) for b in json.loads(str(record["roster"]))],
                 q=int(str(record["q"])),
@@ -197,6 +218,9 @@ class SecureParams:
                 stats_clip=as_float(record["stats-clip"]),
                 max_weight=as_int(record["max-weight"]),
                 n_pods=as_int(record["n-pods"]),
+                mode=_mode(str(record["mode"])),
+                threshold=as_int(record["threshold"]),
+                receipts=_names_to_text(json.loads(str(record["receipts"]))),
             )
 
         return _read("the secure-aggregation parameters", read)
@@ -206,7 +230,6 @@ class SecureParams:
             {
                 "run": self.run,
                 "seq": self.seq,
-                "attempt": self.attempt,
                 "participants": json.dumps(self.participants),
                 "roster": json.dumps(self.roster),
                 "q": str(self.q),  # text: see setup_request
@@ -214,8 +237,39 @@ class SecureParams:
                 "stats-clip": float(self.stats_clip),
                 "max-weight": int(self.max_weight),
                 "n-pods": int(self.n_pods),
+                "mode": self.mode,
+                "threshold": int(self.threshold),
+                "receipts": json.dumps(self.receipts),
             }
         )
+
+
+def _mode(value: str) -> str:
+    if value not in DROPOUT_MODES:
+        raise MalformedMessage(f"dropout mode {value!r} is not one of {DROPOUT_MODES}")
+    return value
+
+
+def _names_to_text(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise MalformedMessage("a mapping of pod names was expected")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def _bytes_by_pod(text: object) -> dict[str, bytes]:
+    return {pod: unb64(v) for pod, v in _names_to_text(json.loads(str(text))).items()}
+
+
+def _text_by_pod(values: Mapping[str, bytes]) -> str:
+    return json.dumps({pod: b64(v) for pod, v in values.items()})
 
 
 def secure_message(template: Message, params: SecureParams, message_type: str) -> Message:
@@ -271,14 +325,88 @@ def evaluate_content(metrics: dict[str, float], n: int) -> RecordDict:
     return RecordDict({METRICS: MetricRecord({**metrics, NUM_EXAMPLES: n})})
 
 
-def upload_reply(message: Message, packed: np.ndarray, length: int, keys: list[str]) -> Message:
+def upload_reply(
+    message: Message,
+    packed: np.ndarray,
+    length: int,
+    keys: list[str],
+    sealed: Mapping[str, bytes] | None = None,
+) -> Message:
     content = RecordDict(
         {
             MASKED: ArrayRecord({"0": npy_array(packed)}),
             LAYOUT: ConfigRecord({"metric-keys": json.dumps(keys), "length": int(length)}),
         }
     )
+    if sealed is not None:
+        content[SEALED] = ConfigRecord({"shares": _text_by_pod(sealed)})
     return Message(content, reply_to=message)
+
+
+def unmask_request(
+    run: str, seq: int, survivors: Sequence[str], sealed: Mapping[str, bytes], node: int
+) -> Message:
+    """Ask a survivor to unmask exchange ``seq``; ``sealed``: the shares sealed for it."""
+    record = ConfigRecord(
+        {
+            "run": run,
+            "seq": int(seq),
+            "survivors": json.dumps(sorted(survivors)),
+            "sealed": _text_by_pod(sealed),
+        }
+    )
+    return Message(RecordDict({UNMASK: record}), dst_node_id=node, message_type=SECURE_UNMASK)
+
+
+@dataclass(frozen=True)
+class UnmaskRequest:
+    run: str
+    seq: int
+    survivors: list[str]
+    sealed: dict[str, bytes]
+
+
+def read_unmask_request(message: Message) -> UnmaskRequest:
+    def read() -> UnmaskRequest:
+        record = message.content.config_records[UNMASK]
+        survivors = json.loads(str(record["survivors"]))
+        if not isinstance(survivors, list):
+            raise MalformedMessage("its survivors are not a list")
+        return UnmaskRequest(
+            run=str(record["run"]),
+            seq=as_int(record["seq"]),
+            survivors=[str(p) for p in survivors],
+            sealed=_bytes_by_pod(record["sealed"]),
+        )
+
+    return _read("the unmask request", read)
+
+
+def unmask_reply(
+    message: Message, shares: Mapping[str, bytes], pair_keys: Mapping[str, bytes], receipt: bytes
+) -> Message:
+    record = ConfigRecord(
+        {
+            "shares": _text_by_pod(shares),
+            "pair-keys": _text_by_pod(pair_keys),
+            "receipt": b64(receipt),
+        }
+    )
+    return Message(RecordDict({UNMASKED: record}), reply_to=message)
+
+
+def read_unmask_reply(reply: Message) -> tuple[dict[str, bytes], dict[str, bytes], bytes]:
+    """A survivor's shares (by seed owner), pair keys (by dropped pod) and receipt."""
+
+    def read() -> tuple[dict[str, bytes], dict[str, bytes], bytes]:
+        record = reply.content.config_records[UNMASKED]
+        return (
+            _bytes_by_pod(record["shares"]),
+            _bytes_by_pod(record["pair-keys"]),
+            unb64(str(record["receipt"])),
+        )
+
+    return _read("an unmask answer", read)
 
 
 # -- what the server reads from replies -----------------------------------------------
@@ -326,6 +454,7 @@ class Upload:
     words: np.ndarray
     length: int
     metric_keys: list[str]
+    sealed: dict[str, bytes] = field(default_factory=dict)  # by recipient (recover mode)
 
 
 def read_upload(reply: Message) -> Upload:
@@ -335,7 +464,9 @@ def read_upload(reply: Message) -> Upload:
         keys = json.loads(str(layout["metric-keys"]))
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise MalformedMessage("its metric keys are not a list of names")
-        return Upload(npy_words(array), as_int(layout["length"]), keys)
+        sealed_record = reply.content.config_records.get(SEALED)
+        sealed = _bytes_by_pod(sealed_record["shares"]) if sealed_record is not None else {}
+        return Upload(npy_words(array), as_int(layout["length"]), keys, sealed)
 
     return _read("a masked upload", read)
 

@@ -20,7 +20,7 @@ from fedplug._errors import (
     PodConfigError,
     SchemaError,
 )
-from fedplug._validation import check_known_keys, positive_int
+from fedplug._validation import check_known_keys, int_at_least, positive_int
 from fedplug.data._schema import Schema
 from fedplug.data._sources import Datasource, datasource_from_config
 from fedplug.data._splits import PercentageSplit, Split, split_from_config
@@ -40,7 +40,12 @@ POD_KEYS: tuple[str, ...] = (
 )
 SCHEMA_KEYS: tuple[str, ...] = ("file", "infer")
 INFER_KEYS: tuple[str, ...] = ("force_stypes", "ignore_cols", "descriptions", "max_categories")
-POLICY_KEYS: tuple[str, ...] = ("require_secure_aggregation", "min_pods", "accepted_tasks")
+POLICY_KEYS: tuple[str, ...] = (
+    "require_secure_aggregation",
+    "min_pods",
+    "accepted_tasks",
+    "min_threshold",
+)
 IDENTITY_KEYS: tuple[str, ...] = ("key_file", "pinned_keys")
 _POD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -80,6 +85,9 @@ class PodPolicy:
     # Two: a "sum" over one pod is that pod's update.
     min_pods: int = 2
     accepted_tasks: tuple[str, ...] = TASK_KINDS
+    # The least number of pods whose shares recover a self-mask (beyond a majority of the
+    # run's pods, which every pod requires): a higher bar for a server colluding with pods.
+    min_threshold: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.require_secure_aggregation, bool):
@@ -94,6 +102,14 @@ class PodPolicy:
             fix="write e.g. `min_pods: 2`",
         )
         object.__setattr__(self, "min_pods", min_pods)
+        min_threshold = int_at_least(
+            self.min_threshold,
+            0,
+            name="policy.min_threshold",
+            error=PodConfigError,
+            fix="write e.g. `min_threshold: 3` (0: a majority of the run's pods)",
+        )
+        object.__setattr__(self, "min_threshold", min_threshold)
         tasks = _names(
             self.accepted_tasks, "policy.accepted_tasks", "task kinds", "[train, evaluate]"
         )
@@ -116,6 +132,7 @@ class PodPolicy:
             "require_secure_aggregation": self.require_secure_aggregation,
             "min_pods": self.min_pods,
             "accepted_tasks": list(self.accepted_tasks),
+            "min_threshold": self.min_threshold,
         }
 
 

@@ -16,7 +16,7 @@ from fedplug.secagg._keys import (
     verify_bundle,
 )
 from fedplug.secagg._masks import expand_mask, pair_secret, participants_digest
-from fedplug.secagg._protocol import MAX_ATTEMPT, PodProtocol, ServerProtocol
+from fedplug.secagg._protocol import MAX_ATTEMPT, PodProtocol, ServerProtocol, Unmasking, majority
 
 __all__ = [
     "MAX_ATTEMPT",
@@ -26,12 +26,14 @@ __all__ = [
     "KeyBundle",
     "PodProtocol",
     "ServerProtocol",
+    "Unmasking",
     "add",
     "as_field",
     "bundle_payload",
     "check_prime",
     "exchange_public_bytes",
     "expand_mask",
+    "majority",
     "neg",
     "new_exchange_key",
     "pair_secret",

@@ -49,8 +49,9 @@ from fedplug.secagg._recovery import (
 )
 from fedplug.secagg._shamir import SEED_BYTES, combine, share_from_bytes, share_to_bytes, split
 
-MAX_ATTEMPT = 1
-"""Attempts are 0 (the round) and 1 (its single redo over the survivors)."""
+MAX_ATTEMPT = 0
+"""Every exchange is masked once (attempt 0): no round is ever re-run over a subset of its
+pods (a dropout is recovered by :meth:`PodProtocol.unmask`, or ends the run)."""
 
 SECURE_MIN_PODS = 2
 """No secure sum is ever taken over fewer pods, whatever a pod's or the server's config says:
@@ -144,6 +145,7 @@ class PodProtocol:
         # of the last exchange unmasked, whose receipts the next exchange must carry.
         self._pending: tuple[int, frozenset[str], int, bytes, bytes] | None = None
         self._receipt: tuple[int, frozenset[str]] | None = None
+        self._admitted_upload: tuple[int, frozenset[str], int] | None = None
 
     # -- run setup ---------------------------------------------------------------------------
 
@@ -415,9 +417,9 @@ class PodProtocol:
             raise self._refuse(
                 "replayed-round",
                 [self.pod],
-                f"round {round} asks for attempt {attempt}, but a pod re-masks at most once per "
-                "round (attempts 0 and 1); pod:",
-                "start a new round instead of redoing this one again",
+                f"round {round} asks for attempt {attempt}, but a pod masks each exchange "
+                "once: no round is re-run over a subset of its pods; pod:",
+                "a dropout is recovered by the unmask exchange, or ends the run (dropout=abort)",
             )
         if round < self._round or (round == self._round and attempt <= self._attempt):
             raise self._refuse(
@@ -589,6 +591,24 @@ class PodProtocol:
             )
         return t
 
+    def admit_upload(
+        self,
+        *,
+        round: int,
+        participants: Sequence[str],
+        threshold: int,
+        receipts: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Every check of :meth:`upload`, then the exchange recorded as used: a pod calls it
+        before computing the update, so a refused exchange costs nothing."""
+        round, _, members = self._check_exchange(round, 0, participants)
+        self._check_receipts(round, members, receipts)
+        t = self._check_threshold(threshold, members)
+        self._round, self._attempt, self._active = round, 0, members
+        self._receipt = None
+        self._pending = None  # an exchange never unmasked is gone for good
+        self._admitted_upload = (round, members, t)
+
     def upload(
         self,
         values: np.ndarray,
@@ -604,14 +624,17 @@ class PodProtocol:
         ``b`` is a fresh self-mask seed; the result's second part is a share of ``b`` for
         every other participant, sealed for it alone (the server relays them). The pair
         masks come from per-exchange pair keys. ``receipts`` are the participants'
-        signatures of the last survivor set (see :meth:`unmask`).
+        signatures of the last survivor set (see :meth:`unmask`). Runs
+        :meth:`admit_upload` first unless the exchange was already admitted.
         """
-        round, _, members = self._check_exchange(round, 0, participants)
-        self._check_receipts(round, members, receipts)
-        t = self._check_threshold(threshold, members)
-        # Recorded before anything is computed: no failure below makes the exchange reusable.
-        self._round, self._attempt, self._active = round, 0, members
-        self._admitted = None
+        members = frozenset(participants)
+        if self._admitted_upload is None or self._admitted_upload[:2] != (round, members):
+            self.admit_upload(
+                round=round, participants=participants, threshold=threshold, receipts=receipts
+            )
+        assert self._admitted_upload is not None
+        t = self._admitted_upload[2]
+        self._admitted_upload = None
         assert self._secrets is not None and self._session is not None
         seed = _secrets.token_bytes(SEED_BYTES)
         shares = split(seed, t, [self._x(p) for p in sorted(members)])
@@ -627,7 +650,6 @@ class PodProtocol:
             for p in sorted(members - {self.pod})
         }
         self._pending = (round, members, t, seed, share_to_bytes(shares[self._x(self.pod)]))
-        self._receipt = None
         out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update")
         if not (in_place and np.may_share_memory(out, values)):
             out = out.copy()
@@ -784,20 +806,6 @@ class ServerProtocol:
             )
         return sorted(names)
 
-    def survivors(self, participants: Iterable[str], responded: Iterable[str]) -> list[str]:
-        """Participants that responded (sorted); the redo's participants if any are missing."""
-        names = self._check_known(participants)
-        answered = set(responded)
-        alive = [n for n in names if n in answered]
-        if len(alive) < self.min_pods:
-            missing = [n for n in names if n not in answered]
-            raise SecureAggregationError(
-                f"run {self.run_id!r}: pods {missing} did not respond; only {len(alive)} of "
-                f"{len(names)} participants {alive} remain, fewer than min_pods={self.min_pods}, "
-                "so no sum can be released; check those pods and rerun"
-            )
-        return alive
-
     def sum_masked(
         self,
         uploads: Mapping[str, np.ndarray],
@@ -859,28 +867,31 @@ class ServerProtocol:
         round: int,
         threshold: int,
         packed_length: int,
+        survivors: Iterable[str] | None = None,
     ) -> np.ndarray:
         """The sum of the survivors' encoded updates in exchange ``round``.
 
-        ``answers`` are the survivors' :class:`Unmasking` replies (the survivors are their
-        pods); ``uploads`` their packed masked vectors (anything else, a late upload
-        included, is left out). Each survivor's self-mask is rebuilt from ``threshold``
-        shares and removed, and each dropped pod's pair masks from the survivors' exchange
-        pair keys with it.
+        ``survivors`` are the pods told they survived (default: those in ``answers``, the
+        :class:`Unmasking` replies); ``uploads`` their packed masked vectors (anything else,
+        a late upload included, is left out). Each survivor's self-mask is rebuilt from
+        ``threshold`` answers' shares and removed, and each dropped pod's pair masks from
+        every survivor's exchange pair key with it (so with a dropout, every survivor must
+        answer).
         """
         names = self._check_known(participants)
-        alive = sorted(answers)
-        strangers = sorted(set(alive) - set(names))
-        if strangers:
+        alive = sorted(answers if survivors is None else set(survivors))
+        strangers = sorted((set(alive) | set(answers)) - set(names))
+        if strangers or not set(answers) <= set(alive):
             raise SecureAggregationError(
-                f"run {self.run_id!r}, exchange {round}: unmask answers from pods {strangers} "
-                f"that are not participants {names}"
+                f"run {self.run_id!r}, exchange {round}: unmask answers from pods "
+                f"{sorted(answers)} for survivors {alive}, not all participants {names}"
             )
         floor = max(int(threshold), self.min_pods)
-        if len(alive) < floor:
+        if len(answers) < floor:
             raise SecureAggregationError(
-                f"run {self.run_id!r}, exchange {round}: {len(alive)} survivor(s) {alive} "
-                f"answered, fewer than the threshold {floor}; the round cannot be unmasked"
+                f"run {self.run_id!r}, exchange {round}: {len(answers)} survivor(s) "
+                f"{sorted(answers)} answered, fewer than the threshold {floor}; the round "
+                "cannot be unmasked"
             )
         missing = [n for n in alive if n not in uploads]
         if missing:
@@ -888,6 +899,13 @@ class ServerProtocol:
                 f"run {self.run_id!r}, exchange {round}: survivors {missing} have no upload"
             )
         dropped = sorted(set(names) - set(alive))
+        silent = sorted(set(alive) - set(answers))
+        if dropped and silent:
+            raise SecureAggregationError(
+                f"run {self.run_id!r}, exchange {round}: pods {dropped} dropped out and "
+                f"survivors {silent} did not answer the unmask request; only they hold their "
+                "pair keys with the dropped pods, so the round cannot be unmasked"
+            )
         for pod, answer in answers.items():
             if set(answer.shares) != set(alive) or set(answer.pair_keys) != set(dropped):
                 raise SecureAggregationError(
@@ -902,7 +920,7 @@ class ServerProtocol:
         x = {name: i + 1 for i, name in enumerate(self.pods)}
         masks: list[tuple[bytes, bool]] = []
         for j in alive:
-            shares = {x[i]: share_from_bytes(answers[i].shares[j]) for i in alive}
+            shares = {x[i]: share_from_bytes(a.shares[j]) for i, a in answers.items()}
             masks.append((combine(shares, int(threshold)), False))
         for d in dropped:
             # Pod i added the mask it shares with d when i < d and subtracted it otherwise.
