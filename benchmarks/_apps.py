@@ -175,6 +175,8 @@ def fedplug_server_app(
             aggregator = {
                 "secure": SecureAggregator(),
                 "secure-abort": SecureAggregator(dropout="abort"),
+                "secure-all": SecureAggregator(neighbours="all"),
+                "secure-harary": SecureAggregator(neighbours="harary"),
             }.get(mode, FedAvg())
             _warm_up(grid, nodes)
             out.rss_before_mib = peak_rss_mib()

@@ -32,7 +32,10 @@ def main(grid: Grid, context: Context) -> None:
     mode, k, d, rounds = str(cfg["mode"]), int(cfg["k"]), int(cfg["d"]), int(cfg["rounds"])
     out = Outcome()
     if mode == "secaggplus":
-        inner = secaggplus_server_app(k, d, rounds, out)
+        from fedplug._flower.app import PollingGrid
+
+        # The same server grid and polling as fedplug's rows: fair to SecAgg+.
+        inner, grid = secaggplus_server_app(k, d, rounds, out), PollingGrid(grid)
     else:
         inner = fedplug_server_app(mode, k, d, rounds, out, deployed=True)
     start = time.perf_counter()

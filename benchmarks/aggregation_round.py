@@ -32,11 +32,13 @@ sys.path.insert(0, str(HERE))
 
 from _common import md_table, md_targets, median, target, write_results  # noqa: E402
 
-MODES = ("plain", "secure", "secure-abort", "secaggplus")
+MODES = ("plain", "secure", "secure-abort", "secure-all", "secure-harary", "secaggplus")
 LABELS = {
     "plain": "plain FedAvg",
     "secure": "fedplug secure (recover)",
     "secure-abort": "fedplug secure (abort)",
+    "secure-all": "fedplug secure (recover, all pairs)",
+    "secure-harary": "fedplug secure (recover, Harary)",
     "secaggplus": "Flower SecAgg+",
 }
 
@@ -55,7 +57,8 @@ def pod_breakdown(k: int, d: int, repeats: int = 3) -> dict[str, float]:
     trained = (rng.standard_normal(d) * 0.01).astype(np.float32)
     current = np.zeros(d, dtype=np.float32)
     codec = FixedPointCodec(8.0, 1_000_000, k)
-    masks = [(bytes([i + 1]) * 32, i % 2 == 0) for i in range(k - 1)]
+    # Double masking (dropout="recover"): K - 1 pair masks and the pod's self-mask.
+    masks = [(bytes([i + 1]) * 32, i % 2 == 0) for i in range(k)]
     times: dict[str, list[float]] = {"encode": [], "masks": [], "pack": [], "aes_floor": []}
     zeros = bytes(8 * d)
     out = bytearray(8 * d + 15)
@@ -211,11 +214,26 @@ def run(
                     "secure_over_plain": s["round_s"] / plain["round_s"],
                     "upload_over_plain": s["upload_bytes_per_pod"] / plain["upload_bytes_per_pod"],
                 }
+                pp = s.get("pod_protocol_ms") or {}
+                if pp:
+                    entry["masks_over_keystream"] = pp["masks"] / pp["aes_floor"]
                 if ("secaggplus", k, d) in by:
                     entry["secaggplus_over_secure"] = (
                         by[("secaggplus", k, d)]["round_s"] / s["round_s"]
                     )
                 ratios.append(entry)
+            for variant in ("secure-abort", "secure-all", "secure-harary"):
+                if (variant, k, d) in by and plain:
+                    ratios.append(
+                        {
+                            "pods": k,
+                            "params": d,
+                            "variant": variant,
+                            "secure_over_plain": by[(variant, k, d)]["round_s"] / plain["round_s"],
+                            "upload_over_plain": by[(variant, k, d)]["upload_bytes_per_pod"]
+                            / plain["upload_bytes_per_pod"],
+                        }
+                    )
     md = md_table(
         [
             "K",
@@ -233,11 +251,12 @@ def run(
         table_rows,
     )
     md += "\n\nRatios (same run):\n\n" + md_table(
-        ["K", "D", "secure / plain", "SecAgg+ / secure", "upload secure / plain"],
+        ["K", "D", "secure", "secure / plain", "SecAgg+ / secure", "upload secure / plain"],
         [
             [
                 e["pods"],
                 f"{e['params']:,}",
+                LABELS[e.get("variant", "secure")],
                 e["secure_over_plain"],
                 e.get("secaggplus_over_secure", float("nan")),
                 e["upload_over_plain"],
@@ -246,8 +265,16 @@ def run(
         ],
     )
     checks = {}
-    for key, (k, d, field, op, bound) in targets.items():
-        e = next((e for e in ratios if e["pods"] == k and e["params"] == d), None)
+    for key, (k, d, field, op, bound, *rest) in targets.items():
+        variant = rest[0] if rest else "secure"
+        e = next(
+            (
+                e
+                for e in ratios
+                if e["pods"] == k and e["params"] == d and e.get("variant", "secure") == variant
+            ),
+            None,
+        )
         if e and field in e:
             checks[key] = target(e[field], op, bound)
     md += md_targets(checks)
@@ -307,14 +334,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="K=3, D=100k, 4 rounds")
     parser.add_argument("--pods", type=int, nargs="+", default=[2, 5, 10])
     parser.add_argument("--params", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    default_modes = ["plain", "secure", "secure-abort", "secaggplus"]
+    parser.add_argument("--modes", nargs="+", default=default_modes, choices=MODES)
     parser.add_argument("--rounds", type=int, default=8, help="incl. warm-up and last round")
     parser.add_argument("--timeout", type=float, default=300.0, help="per configuration")
     args = parser.parse_args()
     if args.quick:
         args.pods, args.params, args.rounds = [3], [100_000], 4
     targets = {
-        "secure_over_plain@K10,D1M": (10, 1_000_000, "secure_over_plain", "<=", 1.5),
+        "secure_over_plain@K10,D1M": (10, 1_000_000, "secure_over_plain", "<=", 2.0),
+        "masks_over_keystream@K10,D1M": (10, 1_000_000, "masks_over_keystream", "<=", 2.5),
         "secaggplus_over_secure@K10,D1M": (10, 1_000_000, "secaggplus_over_secure", ">=", 2.5),
         "upload_over_plain@K10,D1M": (10, 1_000_000, "upload_over_plain", "<=", 2.0),
     }

@@ -10,10 +10,10 @@ live in ``_superlink_app.py`` (shipped inside the FAB). Per run: median seconds 
 over the timed rounds (the first round warms up, the last also measures upload sizes;
 both left out), fedplug's one-time key setup separately. Flower 1.42's SuperNode sleeps
 3 s whenever a poll finds no message, so every server -> pod exchange costs up to ~3 s
-of waiting: SecAgg+ needs four exchanges per round, fedplug secure and plain one. The
-fedplug server loops poll for replies through fedplug's ``PollingGrid`` (every 0.25 s), as
-fedplug's ServerApp does under ``flwr run``; SecAgg+ runs Flower's workflow on Flower's
-grid, which polls every 3 s.
+of waiting: SecAgg+ needs four exchanges per round, fedplug secure (dropout="recover") two
+(upload, unmask), fedplug secure with dropout="abort" and plain one. Every server loop,
+SecAgg+'s included, polls for replies through fedplug's ``PollingGrid`` (every 0.25 s),
+as fedplug's ServerApp does under ``flwr run``.
 
     python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 8]
 """
@@ -42,6 +42,7 @@ K = 3
 COMPONENTS = {
     "plain": "_superlink_app:fedplug_client",
     "secure": "_superlink_app:fedplug_client",
+    "secure-abort": "_superlink_app:fedplug_client",
     "secaggplus": "_superlink_app:secaggplus_client",
 }
 
@@ -108,7 +109,12 @@ def run_mode(c: Cluster, app: Path, mode: str, d: int, rounds: int, timeout: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, nargs="+", default=[1_000_000, 100_000])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["plain", "secure", "secure-abort", "secaggplus"],
+        choices=MODES,
+    )
     parser.add_argument("--rounds", type=int, default=8, help="incl. warm-up and last round")
     parser.add_argument("--timeout", type=float, default=420.0, help="per run, seconds")
     parser.add_argument("--keep", type=Path, help="keep logs in this directory")
@@ -173,7 +179,7 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
                     r["round_s"],
                     r["round_s"] / plain["round_s"] if plain else float("nan"),
                     ", ".join(f"{x:.2f}" for x in r["round_s_all"]),
-                    r["setup_s"] if mode == "secure" else float("nan"),
+                    r["setup_s"] if mode.startswith("secure") else float("nan"),
                     r["server_aggregate_s"],
                     r["pod_handler_ms"],
                     r["upload_bytes_per_pod"] / 1e6,
@@ -186,6 +192,8 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
             if ("secaggplus", d) in by:
                 entry["secaggplus_over_secure"] = by[("secaggplus", d)]["round_s"] / s["round_s"]
             entry["secure_setup_s"] = s["setup_s"]
+            if ("secure-abort", d) in by:
+                entry["abort_over_plain"] = by[("secure-abort", d)]["round_s"] / plain["round_s"]
             ratios.append(entry)
     md = md_table(
         [
@@ -205,11 +213,18 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
     )
     md += "\n\nRatios (same SuperLink, same SuperNodes, same run of this script):\n\n"
     md += md_table(
-        ["D", "secure / plain", "SecAgg+ / secure", "fedplug key setup s (once)"],
+        [
+            "D",
+            "secure (recover) / plain",
+            "secure (abort) / plain",
+            "SecAgg+ / secure (recover)",
+            "fedplug key setup s (once)",
+        ],
         [
             [
                 f"{e['params']:,}",
                 e["secure_over_plain"],
+                e.get("abort_over_plain", float("nan")),
                 e.get("secaggplus_over_secure", float("nan")),
                 e["secure_setup_s"],
             ]
@@ -219,10 +234,10 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
     checks = {}
     for e in ratios:
         tag = f"@K{K},D{e['params']:,}"
-        checks["secure_over_plain" + tag] = target(e["secure_over_plain"], "<=", 1.15)
+        checks["secure_over_plain" + tag] = target(e["secure_over_plain"], "<=", 1.5)
         if "secaggplus_over_secure" in e:
-            checks["secaggplus_over_secure" + tag] = target(e["secaggplus_over_secure"], ">=", 3.0)
-    md += md_targets(checks, "Targets (issue 6, benchmark 2)")
+            checks["secaggplus_over_secure" + tag] = target(e["secaggplus_over_secure"], ">=", 2.5)
+    md += md_targets(checks, "Targets (issue 13)")
     md += (
         f"\n\nOne `flower-superlink` and {K} `flower-supernode` processes on 127.0.0.1 "
         "(insecure, this machine), one `flwr run` per row, in the order of the table. "
@@ -230,11 +245,12 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
         "(round 1 warms up, the last also measures upload sizes). A round is timed in the "
         "ServerApp from sending the train messages to the aggregated model; Flower 1.42's "
         "SuperNode sleeps 3 s after every empty poll, so each server -> pod exchange waits "
-        "up to ~3 s: plain and fedplug secure need one exchange per round, SecAgg+ four "
-        "(setup, share keys, collect masked vectors, unmask) and does its key setup inside "
-        "every round. The fedplug rows poll for replies every 0.25 s through fedplug's "
-        "`PollingGrid`, as fedplug's ServerApp does under `flwr run`; SecAgg+ runs on "
-        "Flower's grid (a poll every 3 s). fedplug's key setup runs once per run "
+        "up to ~3 s: plain and fedplug secure (abort) need one exchange per round, fedplug "
+        "secure (recover) two (upload, unmask), SecAgg+ four (setup, share keys, collect "
+        "masked vectors, unmask) and does its key setup inside every round. Every row, "
+        "SecAgg+'s included, polls for replies every 0.25 s through fedplug's "
+        "`PollingGrid`, as fedplug's ServerApp does under `flwr run`. fedplug's key setup "
+        "runs once per run "
         "(`setup_s`, not in the round times). Pod handler = fedplug's real pod code per "
         "message (encode + mask + pack for secure); SecAgg+ per-stage pod times are not "
         "instrumented.\n"

@@ -178,7 +178,7 @@ def test_sums_over_different_pod_sets_are_refused(fed_pods) -> None:
 
 def test_params_of_the_secure_record_round_trip() -> None:
     params = SecureParams(
-        "r", 1, ["a", "b"], [], 2**61 - 1, 8.0, 1e4, 10, 2, "recover", 3, {"a": "c2ln"}
+        "r", 1, ["a", "b"], [], 2**61 - 1, 8.0, 1e4, 10, 2, "recover", 3, "harary"
     )
     assert SecureParams.from_record(params.to_record()) == params
     assert dataclasses.replace(params, seq=2).seq == 2

@@ -538,7 +538,9 @@ def test_secure_aggregator_threshold_and_dropout_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"threshold must be an integer >= 2"):
         SecureAggregator(threshold=1).validate()
     settings = SecureAggregator(threshold=2).settings()
-    with pytest.raises(ConfigError, match=r"between a majority of the run's 5 pods \(3\)"):
+    with pytest.raises(
+        ConfigError, match=r"between a majority of the 5 pods that hold one pod's shares \(3\)"
+    ):
         settings.threshold_for(5)
     assert SecureAggregator().settings().threshold_for(5) == 3
 
@@ -548,3 +550,24 @@ def test_a_pod_refuses_a_threshold_below_its_policy(fed_pods) -> None:
     with pytest.raises(PolicyRefusal, match="threshold") as info:
         run_local(pods, SecureAggregator(), rounds=1)
     assert "pod-a" in info.value.pods
+
+
+def test_a_harary_run_equals_plaintext_and_survives_a_dropout(fed_pods) -> None:
+    """Eight pods on a Harary graph (each masks with 6 of its 7 peers): the same model as
+    plain FedAvg, with a pod dropping out of training round 1."""
+    pods = fed_pods(8, rows=100)
+    plain, _ = run_local(pods, FedAvg(), deliver=_silent_from_round(5, 1), rounds=1)
+    secure, grid = run_local(
+        pods, SecureAggregator(neighbours="harary"), deliver=_silent_in_round(5, 1), rounds=1
+    )
+    assert max_rel_diff(secure.weights, plain.weights) < 1e-6
+    sent = [m for m in grid.sent if wire.SECURE_KEY in m.content]
+    assert {str(m.content[wire.SECURE_KEY]["graph"]) for m in sent} == {"harary"}
+    # Each upload deals sealed shares to its neighbours among the participants: 6 of 7
+    # peers while all eight take part, fewer once pod-e is gone; never all 7.
+    dealt = [
+        len(json.loads(str(r.content[wire.SEALED]["shares"])))
+        for r in grid.replies
+        if wire.SEALED in r.content
+    ]
+    assert max(dealt) == 6

@@ -59,7 +59,7 @@ def upload_all(
     *,
     round: int,
     threshold: int,
-    receipts: Mapping[str, bytes] | None = None,
+    graph: str = "all",
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, bytes]]]:
     """Every pod uploads; returns the masked vectors and, per recipient, its sealed shares."""
     participants = sorted(values)
@@ -70,7 +70,7 @@ def upload_all(
             round=round,
             participants=participants,
             threshold=threshold,
-            receipts=receipts,
+            graph=graph,
         )
         for recipient, data in sealed.items():
             inbox[recipient][name] = data
@@ -85,12 +85,21 @@ def unmask_all(
     round: int,
 ) -> dict[str, Unmasking]:
     """The server's unmask exchange: each survivor among ``pods`` is told ``survivors`` and
-    gets the survivors' shares sealed for it."""
+    gets the survivors' shares sealed for it; after a dropout (``survivors`` not every pod
+    that got shares), the consistency step first: every survivor signs the set."""
+    receipts = None
+    if set(survivors) != set(inbox):
+        receipts = {
+            name: pods[name].sign_survivors(round=round, survivors=survivors)
+            for name in survivors
+            if name in pods
+        }
     return {
         name: pods[name].unmask(
             round=round,
             survivors=survivors,
             sealed={s: d for s, d in inbox[name].items() if s in survivors},
+            receipts=receipts,
         )
         for name in survivors
         if name in pods
@@ -105,10 +114,17 @@ def recover(
     *,
     round: int,
     threshold: int,
+    graph: str = "all",
 ) -> np.ndarray:
     packed = {n: pack(v.copy()) for n, v in masked.items()}
     return server.recover_sum(
-        packed, participants, answers, round=round, threshold=threshold, packed_length=LENGTH
+        packed,
+        participants,
+        answers,
+        round=round,
+        threshold=threshold,
+        packed_length=LENGTH,
+        graph=graph,
     )
 
 
@@ -125,7 +141,11 @@ def server_view_of(
     every pair key revealed with ``pod``, and its seed where enough shares were released."""
     residual = upload.copy()
     # ``pod`` added the mask it shares with a peer when pod < peer: removing it subtracts.
-    masks = [(a.pair_keys[pod], not pod < n) for n, a in answers.items() if pod in a.pair_keys]
+    # Its pair keys come from its peers' answers and from its own (if it answered).
+    keys = {n: a.pair_keys[pod] for n, a in answers.items() if pod in a.pair_keys}
+    if pod in answers:
+        keys.update(answers[pod].pair_keys)
+    masks = [(k, not pod < n) for n, k in keys.items()]
     x = {name: i + 1 for i, name in enumerate(server.pods)}
     shares = {
         x[name]: int.from_bytes(a.shares[pod]) for name, a in answers.items() if pod in a.shares
@@ -189,16 +209,15 @@ def test_the_round_completes_with_the_survivors_exact_sum(n: int, dropped: list[
     assert np.array_equal(total, sum_vectors([values[p] for p in survivors]))
 
 
-def test_the_run_goes_on_over_the_survivors_with_receipts() -> None:
+def test_the_run_goes_on_over_the_survivors() -> None:
     pods, server = federation(4)
     names, t = sorted(pods), majority(4)
     masked, inbox = upload_all(pods, updates(names, 1), round=1, threshold=t)
     survivors = names[:3]
-    answers = unmask_all(pods, inbox, survivors, round=1)
-    receipts = {p: a.receipt for p, a in answers.items()}
+    unmask_all(pods, inbox, survivors, round=1)
     live = {p: pods[p] for p in survivors}
     values = updates(survivors, 2)
-    masked, inbox = upload_all(live, values, round=2, threshold=t, receipts=receipts)
+    masked, inbox = upload_all(live, values, round=2, threshold=t)
     answers = unmask_all(live, inbox, survivors, round=2)
     total = recover(server, masked, survivors, answers, round=2, threshold=t)
     assert np.array_equal(total, sum_vectors(list(values.values())))
@@ -241,34 +260,57 @@ def test_a_survivor_s_upload_is_hidden_by_the_pair_masks_it_keeps() -> None:
 
 
 # -- (c) different survivor sets for different pods -------------------------------------------
-def test_telling_pods_different_survivor_sets_gains_nothing_and_is_refused() -> None:
-    pods, server = federation(3)
-    names, t = sorted(pods), majority(3)
-    values = updates(names, seed=5)
+def test_a_server_telling_pods_different_survivor_sets_gets_no_pod_in_the_clear() -> None:
+    """(c) The server tells the target p that peers S dropped (p reveals its pair keys with
+    S and its own share), S that p survived (shares of p's seed) and D that p dropped
+    (their pair keys with p): all three would put p's update in the clear. After a dropout
+    a pod unmasks only with every survivor's signature of its very set, and each pod signs
+    one set per exchange: D, signing p's set, commit to p being alive, and refuse the set
+    without p. p's pair keys with D never come out; p's update stays masked."""
+    pods, server = federation(5)
+    names, t = sorted(pods), majority(5)
+    values = updates(names, 5)
     masked, inbox = upload_all(pods, values, round=1, threshold=t)
-    target = "pod-1"
-    # pod-0 is told pod-1 dropped (it reveals its pair key with pod-1); pod-2 that it
-    # survived (it releases its share of pod-1's seed).
-    told_dropped = pods["pod-0"].unmask(
-        round=1, survivors=["pod-0", "pod-2"], sealed={"pod-2": inbox["pod-0"]["pod-2"]}
-    )
-    told_alive = unmask_all({p: pods[p] for p in ("pod-1", "pod-2")}, inbox, names, round=1)
-    answers = {"pod-0": told_dropped, **told_alive}
-    residual = server_view_of(server, target, masked[target], names, answers, round=1)
-    # One share of pod-1's seed from pod-2 plus pod-1's own (threshold 2 reached: the seed
-    # is out) and pod-0's pair key: pod-2's pair mask still hides pod-1's update.
-    assert_uniform(residual, values[target])
-    # The next exchange carries receipts for two different survivor sets: refused.
-    # The next exchange carries receipts for two different survivor sets: each pod refuses
-    # it (over all three pods, pod-0 also refuses pod-1 back: participants only shrink).
-    receipts = {p: a.receipt for p, a in answers.items()}
-    both = ["pod-0", "pod-2"]
-    for name, other in (("pod-0", "pod-2"), ("pod-2", "pod-0")):
-        with pytest.raises(PolicyRefusal, match="survivors-inconsistent") as info:
-            pods[name].upload(
-                values[name], round=2, participants=both, threshold=t, receipts=receipts
+    p, S, D = "pod-0", ["pod-1", "pod-2"], ["pod-3", "pod-4"]
+    told_p = sorted([p, *D])
+    receipts = {q: pods[q].sign_survivors(round=1, survivors=told_p) for q in told_p}
+    sealed = {s: x for s, x in inbox[p].items() if s in told_p}
+    answers = {p: pods[p].unmask(round=1, survivors=told_p, sealed=sealed, receipts=receipts)}
+    assert set(answers[p].pair_keys) == set(S)
+    answers.update(unmask_all({s: pods[s] for s in S}, inbox, names, round=1))  # no dropout
+    without_p = sorted([*S, *D])
+    for d in D:
+        with pytest.raises(PolicyRefusal, match="survivors-inconsistent"):
+            pods[d].sign_survivors(round=1, survivors=without_p)
+        with pytest.raises(PolicyRefusal, match="survivors-inconsistent"):
+            pods[d].unmask(round=1, survivors=without_p, sealed={}, receipts={})
+    residual = server_view_of(server, p, masked[p], names, answers, round=1)
+    assert_uniform(residual, values[p])
+
+
+def test_the_reviewers_split_attack_now_fails() -> None:
+    """The attack a review found against the design without a consistency step, replayed."""
+    pods, server = federation(5)
+    names, t = sorted(pods), majority(5)
+    values = updates(names, 7)
+    masked, inbox = upload_all(pods, values, round=1, threshold=t)
+    p, S, D = "pod-0", ["pod-1", "pod-2"], ["pod-3", "pod-4"]
+    answers: dict[str, Unmasking] = {}
+    refused = 0
+    for pod, told in [(p, [p, *D]), *((s, names) for s in S), *((d, [*S, *D]) for d in D)]:
+        told = sorted(told)
+        try:
+            receipts = {q: pods[q].sign_survivors(round=1, survivors=told) for q in told}
+            sealed = {s: x for s, x in inbox[pod].items() if s in told}
+            answers[pod] = pods[pod].unmask(
+                round=1, survivors=told, sealed=sealed, receipts=receipts
             )
-        assert info.value.pods == [other]
+        except PolicyRefusal as exc:
+            assert exc.reason in ("survivors-inconsistent", "unmask-repeated")
+            refused += 1
+    assert refused >= 1
+    residual = server_view_of(server, p, masked[p], names, answers, round=1)
+    assert_uniform(residual, values[p])
 
 
 def test_a_share_relayed_from_a_pod_said_to_have_dropped_is_refused() -> None:
@@ -351,3 +393,79 @@ def test_state_survives_export_and_restore_between_upload_and_unmask() -> None:
     answers = unmask_all(pods, inbox, names, round=1)
     total = recover(server, masked, names, answers, round=1, threshold=t)
     assert np.array_equal(total, sum_vectors(list(values.values())))
+
+
+# -- Harary graphs: O(log K) peers per pod ------------------------------------------------------
+def test_the_harary_graph_is_symmetric_of_log_degree_and_fixed_by_the_session() -> None:
+    from fedplug.secagg._graph import harary_degree, neighbours
+
+    pods = [f"p{i:03d}" for i in range(100)]
+    graph = neighbours("harary", pods, "session-1")
+    assert harary_degree(100) == 14
+    assert all(len(peers) == 14 and p not in peers for p, peers in graph.items())
+    assert all(a in graph[b] for a in graph for b in graph[a])
+    assert neighbours("harary", list(reversed(pods)), "session-1") == graph
+    assert neighbours("harary", pods, "session-2") != graph  # the session orders the pods
+    small = neighbours("harary", pods[:6], "s")  # degree >= K - 1: everyone
+    assert small == neighbours("all", pods[:6], "s")
+
+
+@pytest.mark.parametrize("dropped", [[], ["pod-3"], ["pod-0", "pod-7", "pod-15"]])
+def test_harary_rounds_give_the_survivors_exact_sum(dropped: list[str]) -> None:
+    from fedplug.secagg._graph import harary_degree
+
+    pods, server = federation(20)
+    names = sorted(pods)
+    t = majority(harary_degree(20) + 1)  # a majority of the pods holding one pod's shares
+    values = updates(names, seed=20)
+    masked, inbox = upload_all(pods, values, round=1, threshold=t, graph="harary")
+    assert all(len(box) == harary_degree(20) for box in inbox.values())  # shares: peers only
+    survivors = [p for p in names if p not in dropped]
+    assert len(survivors) == 20 - len(dropped)
+    answers = unmask_all(pods, inbox, survivors, round=1)
+    total = recover(server, masked, names, answers, round=1, threshold=t, graph="harary")
+    assert np.array_equal(total, sum_vectors([values[p] for p in survivors]))
+
+
+def test_under_harary_a_late_upload_stays_hidden() -> None:
+    from fedplug.secagg._graph import harary_degree
+
+    pods, server = federation(20)
+    names = sorted(pods)
+    t = majority(harary_degree(20) + 1)
+    values = updates(names, seed=21)
+    masked, inbox = upload_all(pods, values, round=1, threshold=t, graph="harary")
+    late = "pod-5"
+    answers = unmask_all(pods, inbox, [p for p in names if p != late], round=1)
+    residual = server_view_of(server, late, masked[late], names, answers, round=1)
+    assert_uniform(residual, values[late])
+
+
+def test_the_graph_and_its_threshold_floor_are_the_pods_to_check() -> None:
+    from fedplug.secagg._graph import harary_degree
+
+    pods, _ = federation(20)
+    names = sorted(pods)
+    low = majority(harary_degree(20) + 1) - 1
+    with pytest.raises(PolicyRefusal, match="threshold-too-low"):
+        upload_all(pods, updates(names, 22), round=1, threshold=low, graph="harary")
+    pods, _ = federation(20)
+    t = majority(harary_degree(20) + 1)
+    masked, inbox = upload_all(pods, updates(names, 23), round=1, threshold=t, graph="harary")
+    unmask_all(pods, inbox, names, round=1)
+    with pytest.raises(PolicyRefusal, match="settings-changed"):
+        upload_all(pods, updates(names, 24), round=2, threshold=11)
+
+
+def test_single_and_double_masking_do_not_mix_in_a_run() -> None:
+    """A review found that at the core, an abort-style exchange (mask) between a recover
+    exchange and its unmask could grow the pod set back. The masking kind is fixed per run."""
+    pods, _ = federation(3)
+    names, t = sorted(pods), majority(3)
+    upload_all(pods, updates(names, 30), round=1, threshold=t)
+    with pytest.raises(PolicyRefusal, match="settings-changed"):
+        pods["pod-0"].mask(np.zeros(8, dtype=np.uint64), round=2, attempt=0, participants=names)
+    pods, _ = federation(3)
+    pods["pod-0"].mask(np.zeros(8, dtype=np.uint64), round=1, attempt=0, participants=names)
+    with pytest.raises(PolicyRefusal, match="settings-changed"):
+        pods["pod-0"].upload(updates(names, 31)["pod-0"], round=2, participants=names, threshold=t)

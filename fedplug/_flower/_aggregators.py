@@ -109,6 +109,11 @@ class SecureAggregator(Aggregator[SecureSetup]):
         ``"recover"`` (default): each exchange is double-masked and followed by one small
         unmask exchange, so pods that drop out are left out of the sum and the run goes on
         without them. ``"abort"``: one exchange per round, and a dropout ends the run.
+    neighbours:
+        ``"all"``: every pair of pods shares a mask (O(K) masks per pod); ``"harary"``:
+        each pod masks with its 2 * ceil(log2 K) neighbours in a Harary graph (Bell et
+        al.): O(log K) work instead of O(K), with a weaker guarantee (README, Secure
+        aggregation, Neighbours). Default ``"all"``. Applies to ``dropout="recover"``.
     """
 
     secure: ClassVar[bool] = True
@@ -123,6 +128,7 @@ class SecureAggregator(Aggregator[SecureSetup]):
         timeout: float = 120.0,
         threshold: int | None = None,
         dropout: str = "recover",
+        neighbours: str | None = None,
     ) -> None:
         self.prime_q = prime_q
         self.clip = clip
@@ -132,6 +138,7 @@ class SecureAggregator(Aggregator[SecureSetup]):
         self.timeout = timeout
         self.threshold = threshold
         self.dropout = dropout
+        self.neighbours = neighbours
 
     def settings(self) -> SecureSettings:
         """The parameters, checked and frozen for a run."""
@@ -144,6 +151,7 @@ class SecureAggregator(Aggregator[SecureSetup]):
             timeout=self.timeout,
             threshold=self.threshold,
             dropout=self.dropout,
+            neighbours=self.neighbours,
         )
 
     def validate(self) -> None:

@@ -15,7 +15,7 @@ from . import _wire as wire
 from ._pod_compute import plaintext_metrics, plaintext_update
 from ._pod_errors import failure, reply_for
 from ._pod_runtime import PodRuntime, load_runtime, pod_file_for
-from ._secure_pod import handle_secure, handle_setup, handle_unmask
+from ._secure_pod import handle_secure, handle_setup, handle_survivors, handle_unmask
 
 logger = logging.getLogger("fedplug.pod")
 
@@ -125,5 +125,6 @@ def build_client_app(
     app.evaluate()(_guard(handle_evaluate, locate))
     app.train("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "train"), locate))
     app.evaluate("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "evaluate"), locate))
+    app.query("secaggsurvivors")(_guard(handle_survivors, locate))
     app.query("secaggunmask")(_guard(handle_unmask, locate))
     return app

@@ -63,10 +63,11 @@ REFUSALS: dict[str, str] = {
     "settings-changed": "the aggregator's max_weight, number of pods, threshold or dropout "
     "mode changed during the run (or n_pods is smaller than the roster); they are fixed for a "
     "run: start a new run",
-    "threshold-too-low": "the recovery threshold is below a majority of the run's pods or "
-    "the pod's policy.min_threshold; raise SecureAggregator(threshold=...)",
-    "survivors-inconsistent": "the server told the pods different survivor sets (their signed "
-    "receipts disagree); the pod trusts this run no further: start a new run",
+    "threshold-too-low": "the recovery threshold is below a majority of the pods holding its "
+    "shares, or below the pod's policy.min_threshold; raise SecureAggregator(threshold=...)",
+    "survivors-inconsistent": "the server told the pods different survivor sets, or asked "
+    "for an unmask without every survivor's signature of the set, or relayed a share from a "
+    "pod it says dropped out; nothing was released: start a new run",
     "unmask-repeated": "an exchange is unmasked once, right after its uploads; the request is "
     "for another exchange or a second time",
     "bundle-refused": "the run's app bundle carries code or names components other than "

@@ -204,12 +204,11 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     # Every policy check first, and the exchange recorded as used (in the pod's memory)
     # before anything is computed: no failure after this can make it reusable.
     if params.mode == "recover":
-        receipts = {p: wire.unb64(r) for p, r in params.receipts.items()}
         protocol.admit_upload(
             round=params.seq,
             participants=params.participants,
             threshold=params.threshold,
-            receipts=receipts,
+            graph=params.graph,
         )
     else:
         protocol.admit(round=params.seq, attempt=0, participants=params.participants)
@@ -224,6 +223,7 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
             round=params.seq,
             participants=params.participants,
             threshold=params.threshold,
+            graph=params.graph,
             in_place=True,
         )
     else:
@@ -240,22 +240,42 @@ def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind:
     return wire.upload_reply(message, packed, length, keys, sealed)
 
 
+def _recovering(context: Context, runtime: PodRuntime, run: str) -> PodProtocol:
+    protocol = load_protocol(
+        context, STATE_KEY, lambda: _new_protocol(runtime, context, Q), runtime
+    )
+    if protocol is None or protocol.run_id != run:
+        raise SecureAggregationError(
+            f"pod {runtime.name!r} has no key setup for run {run!r} to unmask."
+        )
+    return protocol
+
+
+def handle_survivors(message: Message, context: Context, runtime: PodRuntime) -> Message:
+    """The consistency step after a dropout: commit to the survivor set and sign it (see
+    :meth:`PodProtocol.sign_survivors`)."""
+    request = wire.read_unmask_request(message)
+    protocol = _recovering(context, runtime, request.run)
+    try:
+        receipt = protocol.sign_survivors(round=request.seq, survivors=request.survivors)
+    finally:
+        save_protocol(context, STATE_KEY, protocol, runtime)
+    return wire.receipt_reply(message, receipt)
+
+
 def handle_unmask(message: Message, context: Context, runtime: PodRuntime) -> Message:
     """Release what removes the masks of the exchange just uploaded, once (see
     :meth:`PodProtocol.unmask`): shares for survivors, pair keys for dropped pods.
 
     No task-kind check: a pod only unmasks an exchange it uploaded, which passed it."""
     request = wire.read_unmask_request(message)
-    protocol = load_protocol(
-        context, STATE_KEY, lambda: _new_protocol(runtime, context, Q), runtime
-    )
-    if protocol is None or protocol.run_id != request.run:
-        raise SecureAggregationError(
-            f"pod {runtime.name!r} has no key setup for run {request.run!r} to unmask."
-        )
+    protocol = _recovering(context, runtime, request.run)
     try:
         answer = protocol.unmask(
-            round=request.seq, survivors=request.survivors, sealed=request.sealed
+            round=request.seq,
+            survivors=request.survivors,
+            sealed=request.sealed,
+            receipts=request.receipts,
         )
     finally:
         save_protocol(context, STATE_KEY, protocol, runtime)

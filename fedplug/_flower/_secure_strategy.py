@@ -21,6 +21,7 @@ from fedplug._errors import ConfigError, SecureAggregationError
 from fedplug._validation import int_at_least, positive_int, short_value
 from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, Q, ServerProtocol, Unmasking, majority
+from fedplug.secagg._graph import GRAPHS, harary_degree
 
 from . import _wire as wire
 from ._pod_strategy import PodStrategy, RoundCallback, metrics_dict
@@ -45,6 +46,7 @@ class SecureSettings:
     timeout: float = 120.0
     threshold: int | None = None
     dropout: str = "recover"
+    neighbours: str | None = None
 
     def __post_init__(self) -> None:
         def where(name: str) -> str:
@@ -88,13 +90,29 @@ class SecureSettings:
                 "'abort' ends the run when one does."
             )
 
-    def threshold_for(self, roster: int) -> int:
-        """The recovery threshold of a run over ``roster`` pods (default: a majority)."""
-        t = majority(roster) if self.threshold is None else int(self.threshold)
-        if not majority(roster) <= t <= roster:
+        if self.neighbours not in (None, *GRAPHS):
             raise ConfigError(
-                f"SecureAggregator: threshold={t} must be between a majority of the run's "
-                f"{roster} pods ({majority(roster)}) and {roster}; pods refuse a lower one."
+                f"{where('neighbours')}={self.neighbours!r} is not one of {list(GRAPHS)}: "
+                "'all' (the default) masks every pair of pods, 'harary' each pod with its "
+                "O(log K) neighbours."
+            )
+
+    def graph_for(self, roster: int) -> str:
+        """The masking graph of a run over ``roster`` pods (``"all"`` unless chosen: see
+        README, Secure aggregation, Neighbours, for what ``"harary"`` does not protect)."""
+        return self.neighbours or "all"
+
+    def threshold_for(self, roster: int) -> int:
+        """The recovery threshold of a run over ``roster`` pods: by default a majority of
+        the pods that hold one pod's shares (all of them, or a pod and its neighbours)."""
+        holders = roster if self.graph_for(roster) == "all" else harary_degree(roster) + 1
+        holders = min(holders, roster)
+        t = majority(holders) if self.threshold is None else int(self.threshold)
+        if not majority(holders) <= t <= holders:
+            raise ConfigError(
+                f"SecureAggregator: threshold={t} must be between a majority of the "
+                f"{holders} pods that hold one pod's shares ({majority(holders)}) and "
+                f"{holders}; pods refuse a lower one."
             )
         return t
 
@@ -110,8 +128,6 @@ class SecureKeys:
     server: ServerProtocol
     seq: int = 0
     active: set[str] = field(default_factory=set)
-    #: The survivors' signatures of the last survivor set, for the next exchange.
-    receipts: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.active:
@@ -264,7 +280,7 @@ class SecureAggregationStrategy(PodStrategy):
             n_pods=len(self.keys.roster),
             mode=self.settings.dropout,
             threshold=self.settings.threshold_for(len(self.keys.roster)),
-            receipts={p: wire.b64(r) for p, r in self.keys.receipts.items()},
+            graph=self.settings.graph_for(len(self.keys.roster)),
         )
         self.sent = [wire.secure_message(m, self._params, message_type) for m in messages]
         return self.sent
@@ -382,15 +398,23 @@ class SecureAggregationStrategy(PodStrategy):
         what: str,
     ) -> np.ndarray | None:
         """The unmask exchange: every survivor gets the survivor set and the shares sealed
-        for it, and answers its shares and its pair keys with the dropped pods."""
+        for it, and answers its shares and its pair keys with the dropped pods. After a
+        dropout, a consistency exchange comes first: every survivor signs the survivor set,
+        and each unmask request carries all the signatures (the pods insist)."""
         assert self._grid is not None
         survivors = sorted(uploads)
         nodes = {name: node for node, name in self.session.pods.items()}
+        receipts: dict[str, bytes] = {}
+        if survivors != sorted(params.participants):
+            confirmed = self._consistency(params, survivors, nodes, what)
+            if confirmed is None:
+                return None
+            receipts = confirmed
         requests = []
         for pod in survivors:
             sealed = {s: uploads[s].sealed[pod] for s in survivors if pod in uploads[s].sealed}
             requests.append(
-                wire.unmask_request(params.run, params.seq, survivors, sealed, nodes[pod])
+                wire.unmask_request(params.run, params.seq, survivors, sealed, nodes[pod], receipts)
             )
         replies = list(self._grid.send_and_receive(requests, timeout=self.settings.timeout))
         good, failed = split_replies(self.session, replies, what + " (unmask)", requests)
@@ -406,7 +430,6 @@ class SecureAggregationStrategy(PodStrategy):
         # The pods that answered go on (each was told this survivor set); the others are
         # out of the run, as are the pods that dropped before them.
         self.keys.active = set(answers)
-        self.keys.receipts = {p: a.receipt for p, a in answers.items()}
         try:
             return self.keys.server.recover_sum(
                 words,
@@ -416,6 +439,7 @@ class SecureAggregationStrategy(PodStrategy):
                 threshold=params.threshold,
                 packed_length=length,
                 survivors=survivors,
+                graph=params.graph,
             )
         except SecureAggregationError as exc:
             silent = {p: failed.get(p, "no answer") for p in survivors if p not in answers}
@@ -431,6 +455,43 @@ class SecureAggregationStrategy(PodStrategy):
                 silent,
             )
             return None
+
+    def _consistency(
+        self, params: SecureParams, survivors: list[str], nodes: dict[str, int], what: str
+    ) -> dict[str, bytes] | None:
+        """Every survivor's signature of the survivor set, or None (the round is dropped:
+        a survivor did not sign, and the others are committed to a set it is in)."""
+        assert self._grid is not None
+        requests = [
+            wire.survivors_request(params.run, params.seq, survivors, nodes[pod])
+            for pod in survivors
+        ]
+        replies = list(self._grid.send_and_receive(requests, timeout=self.settings.timeout))
+        good, failed = split_replies(self.session, replies, what + " (survivors)", requests)
+        receipts: dict[str, bytes] = {}
+        for reply in good:
+            pod = self.session.pods[reply.metadata.src_node_id]
+            try:
+                receipts[pod] = wire.read_receipt_reply(reply)
+            except wire.MalformedMessage as exc:
+                failed[pod] = str(exc)
+        if set(receipts) == set(survivors):
+            return receipts
+        silent = {p: failed.get(p, "no answer") for p in survivors if p not in receipts}
+        self.keys.active = set(receipts)
+        if len(receipts) < max(params.threshold, self.settings.min_pods):
+            raise SecureAggregationError(
+                f"{what}: survivors {sorted(silent)} did not confirm the survivor set "
+                f"({silent}); fewer than the threshold remain, nothing is released."
+            )
+        logger.warning(
+            "%s: survivors %s did not confirm the survivor set (%s); this round's update is "
+            "dropped and the next round starts with fresh masks",
+            what,
+            sorted(silent),
+            silent,
+        )
+        return None
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

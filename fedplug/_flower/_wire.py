@@ -27,6 +27,7 @@ TRAIN = "train"
 EVALUATE = "evaluate"
 SECURE_TRAIN = "train.secure"
 SECURE_EVALUATE = "evaluate.secure"
+SECURE_SURVIVORS = "query.secaggsurvivors"
 SECURE_UNMASK = "query.secaggunmask"
 KNOWN_MESSAGE_TYPES = (
     SCHEMA_QUERY,
@@ -35,6 +36,7 @@ KNOWN_MESSAGE_TYPES = (
     EVALUATE,
     SECURE_TRAIN,
     SECURE_EVALUATE,
+    SECURE_SURVIVORS,
     SECURE_UNMASK,
 )
 
@@ -50,6 +52,7 @@ LAYOUT = "layout"
 SEALED = "sealed"  # an upload's shares of its self-mask seed, each sealed for one peer
 UNMASK = "unmask"  # the unmask request: survivors, and the shares sealed for the recipient
 UNMASKED = "unmasked"  # a survivor's answer: shares, pair keys of dropped pods, receipt
+RECEIPT = "receipt"  # a survivor's signature of the survivor set (the consistency step)
 NUM_EXAMPLES = "num-examples"  # the weight Flower's strategies read from "metrics"
 
 # Keys inside the "config" ConfigRecord that Flower strategies send.
@@ -73,6 +76,7 @@ REPLY_RECORD_KINDS = {
     LAYOUT: "ConfigRecord",
     SEALED: "ConfigRecord",
     UNMASKED: "ConfigRecord",
+    RECEIPT: "ConfigRecord",
 }
 
 #: How a secure round meets a dropout: recover (double masking, one unmask exchange) or
@@ -196,8 +200,7 @@ class SecureParams:
     n_pods: int
     mode: str = "recover"
     threshold: int = 0
-    #: The participants' signatures of the last survivor set (recover mode), base64.
-    receipts: dict[str, str] = field(default_factory=dict)
+    graph: str = "all"
 
     @classmethod
     def from_message(cls, message: Message) -> SecureParams:
@@ -220,7 +223,7 @@ class SecureParams:
                 n_pods=as_int(record["n-pods"]),
                 mode=_mode(str(record["mode"])),
                 threshold=as_int(record["threshold"]),
-                receipts=_names_to_text(json.loads(str(record["receipts"]))),
+                graph=str(record["graph"]),
             )
 
         return _read("the secure-aggregation parameters", read)
@@ -239,7 +242,7 @@ class SecureParams:
                 "n-pods": int(self.n_pods),
                 "mode": self.mode,
                 "threshold": int(self.threshold),
-                "receipts": json.dumps(self.receipts),
+                "graph": self.graph,
             }
         )
 
@@ -343,16 +346,39 @@ def upload_reply(
     return Message(content, reply_to=message)
 
 
+def survivors_request(run: str, seq: int, survivors: Sequence[str], node: int) -> Message:
+    """Ask a survivor to sign the survivor set of exchange ``seq`` (after a dropout)."""
+    record = ConfigRecord({"run": run, "seq": int(seq), "survivors": json.dumps(sorted(survivors))})
+    return Message(RecordDict({UNMASK: record}), dst_node_id=node, message_type=SECURE_SURVIVORS)
+
+
+def receipt_reply(message: Message, receipt: bytes) -> Message:
+    return Message(RecordDict({RECEIPT: ConfigRecord({"receipt": b64(receipt)})}), reply_to=message)
+
+
+def read_receipt_reply(reply: Message) -> bytes:
+    return _read(
+        "a survivor's receipt", lambda: unb64(str(reply.content.config_records[RECEIPT]["receipt"]))
+    )
+
+
 def unmask_request(
-    run: str, seq: int, survivors: Sequence[str], sealed: Mapping[str, bytes], node: int
+    run: str,
+    seq: int,
+    survivors: Sequence[str],
+    sealed: Mapping[str, bytes],
+    node: int,
+    receipts: Mapping[str, bytes] | None = None,
 ) -> Message:
-    """Ask a survivor to unmask exchange ``seq``; ``sealed``: the shares sealed for it."""
+    """Ask a survivor to unmask exchange ``seq``; ``sealed``: the shares sealed for it;
+    ``receipts``: every survivor's signature of the set (after a dropout)."""
     record = ConfigRecord(
         {
             "run": run,
             "seq": int(seq),
             "survivors": json.dumps(sorted(survivors)),
             "sealed": _text_by_pod(sealed),
+            "receipts": _text_by_pod(receipts or {}),
         }
     )
     return Message(RecordDict({UNMASK: record}), dst_node_id=node, message_type=SECURE_UNMASK)
@@ -364,9 +390,12 @@ class UnmaskRequest:
     seq: int
     survivors: list[str]
     sealed: dict[str, bytes]
+    receipts: dict[str, bytes]
 
 
 def read_unmask_request(message: Message) -> UnmaskRequest:
+    """The survivors request (no shares, no receipts) or the unmask request."""
+
     def read() -> UnmaskRequest:
         record = message.content.config_records[UNMASK]
         survivors = json.loads(str(record["survivors"]))
@@ -376,7 +405,8 @@ def read_unmask_request(message: Message) -> UnmaskRequest:
             run=str(record["run"]),
             seq=as_int(record["seq"]),
             survivors=[str(p) for p in survivors],
-            sealed=_bytes_by_pod(record["sealed"]),
+            sealed=_bytes_by_pod(record.get("sealed", "{}")),
+            receipts=_bytes_by_pod(record.get("receipts", "{}")),
         )
 
     return _read("the unmask request", read)

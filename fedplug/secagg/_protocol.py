@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fedplug._errors import PolicyRefusal, SecureAggregationError
 from fedplug._validation import int_at_least, positive_int
 from fedplug.secagg._field import Q, as_field, check_prime, sum_packed, sum_vectors
+from fedplug.secagg._graph import GRAPHS, harary_degree, neighbours
 from fedplug.secagg._keys import (
     IdentityKey,
     KeyBundle,
@@ -141,11 +142,14 @@ class PodProtocol:
         self._attempt = -1
         self._identities: dict[str, bytes] = {}
         # Dropout recovery: the exchange uploaded and not yet unmasked (its participants,
-        # threshold, self-mask seed and this pod's own share of it), and the survivor set
-        # of the last exchange unmasked, whose receipts the next exchange must carry.
+        # threshold, self-mask seed and this pod's own share of it), and the one survivor
+        # set this pod committed to for it (by signing it, or by unmasking with no dropout).
         self._pending: tuple[int, frozenset[str], int, bytes, bytes] | None = None
         self._receipt: tuple[int, frozenset[str]] | None = None
+        # "mask" (single masks, dropout=abort) or "upload" (double masks): fixed per run.
+        self._masking: str | None = None
         self._admitted_upload: tuple[int, frozenset[str], int] | None = None
+        self._graph: str | None = None  # fixed by the first double-masked exchange
 
     # -- run setup ---------------------------------------------------------------------------
 
@@ -222,6 +226,8 @@ class PodProtocol:
             "receipt": (
                 [] if self._receipt is None else [str(self._receipt[0]), *sorted(self._receipt[1])]
             ),
+            "graph": self._graph or "",
+            "masking": self._masking or "",
         }
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
@@ -256,6 +262,8 @@ class PodProtocol:
             receipt = (
                 (int(receipt_fields[0]), frozenset(receipt_fields[1:])) if receipt_fields else None
             )
+            graph = str(state.get("graph", "")) or None
+            masking = str(state.get("masking", "")) or None
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SecureAggregationError(
                 f"pod {self.pod!r}: saved secure-aggregation state is incomplete or corrupt "
@@ -279,7 +287,8 @@ class PodProtocol:
         self._active = frozenset(active)
         self._round, self._attempt = round_, attempt
         self._identities = {p: k for p, k in zip(peers, identities, strict=False) if k}
-        self._pending, self._receipt = pending, receipt
+        self._pending, self._receipt, self._graph = pending, receipt, graph
+        self._masking = masking
 
     def _refuse(self, reason: str, pods: Iterable[str], problem: str, fix: str) -> PolicyRefusal:
         pods = _names(pods)
@@ -443,6 +452,7 @@ class PodProtocol:
         ``participants``.
         """
         round, attempt, members = self._check_exchange(round, attempt, participants)
+        self._fix_masking("mask")
         # Recorded before anything is computed, so no failure can leave it reusable.
         self._round, self._attempt, self._active = round, attempt, members
         self._admitted = (round, attempt, members)
@@ -541,53 +551,58 @@ class PodProtocol:
 
     # -- dropout recovery: double masking, one unmask exchange ------------------------------
 
+    def _fix_masking(self, kind: str) -> None:
+        """Single masks (dropout=abort) or double masks: one kind per run."""
+        if self._masking is not None and self._masking != kind:
+            raise self._refuse(
+                "settings-changed",
+                [self.pod],
+                f"the run switched from {self._masking!r} to {kind!r} masking; pod:",
+                "the dropout mode is fixed for a run: start a new run",
+            )
+        self._masking = kind
+
     def _x(self, pod: str) -> int:
         """A pod's share point: its 1-based place in the roster."""
         return self.roster_pods.index(pod) + 1
 
-    def _check_receipts(
-        self, round: int, members: frozenset[str], receipts: Mapping[str, bytes] | None
-    ) -> None:
-        """Every participant signed the survivor set this pod was told last exchange."""
-        if self._receipt is None:
-            return
-        told_round, told = self._receipt
+    def _peers(self, graph: str, members: frozenset[str]) -> frozenset[str]:
+        """The participants this pod masks with and deals shares to (its neighbours)."""
         assert self._session is not None
-        receipts = receipts or {}
-        wrong = [
-            p
-            for p in sorted(members - {self.pod})
-            if p not in receipts
-            or not receipt_is_valid(
-                self._identities.get(p, b""), receipts[p], self._session, told_round, told
-            )
-        ]
-        if wrong:
-            raise self._refuse(
-                "survivors-inconsistent",
-                wrong,
-                f"exchange {round} lacks receipts (or has ones for another survivor set) from "
-                f"these participants of exchange {told_round}, which this pod was told "
-                f"survived as {sorted(told)}:",
-                "the server must tell every survivor the same survivor set; a server that "
-                "does not is not trusted further: start a new run",
-            )
+        return neighbours(graph, self.roster_pods, self._session)[self.pod] & members
 
-    def _check_threshold(self, threshold: object, members: frozenset[str]) -> int:
-        floor = max(majority(len(self.roster_pods)), self.min_threshold)
+    def _check_graph(self, graph: object) -> str:
+        if graph not in GRAPHS:
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: masking graph {graph!r} is not one of {list(GRAPHS)}"
+            )
+        if self._graph is not None and graph != self._graph:
+            raise self._refuse(
+                "settings-changed",
+                [self.pod],
+                f"the masking graph changed from {self._graph!r} to {graph!r} mid-run; pod:",
+                "the graph is fixed for a run: start a new run",
+            )
+        return str(graph)
+
+    def _check_threshold(self, threshold: object, members: frozenset[str], graph: str) -> int:
+        roster = len(self.roster_pods)
+        holders = roster if graph == "all" else min(roster, harary_degree(roster) + 1)
+        floor = max(majority(holders), self.min_threshold)
         t = self._index("threshold", threshold)
         if t < floor:
             raise self._refuse(
                 "threshold-too-low",
                 [self.pod],
                 f"the recovery threshold {t} is below this pod's minimum {floor} (a majority "
-                "of the roster, or policy.min_threshold); pod:",
+                "of the pods holding its shares, or policy.min_threshold); pod:",
                 f"use SecureAggregator(threshold={floor}) or more",
             )
-        if t > len(members):
+        dealt = len(self._peers(graph, members)) + 1
+        if t > dealt:
             raise SecureAggregationError(
-                f"pod {self.pod!r}: the recovery threshold {t} exceeds the {len(members)} "
-                "participants: no self-mask could ever be recovered; lower the threshold"
+                f"pod {self.pod!r}: the recovery threshold {t} exceeds the {dealt} pods its "
+                "shares go to: no self-mask could ever be recovered; lower the threshold"
             )
         return t
 
@@ -597,13 +612,15 @@ class PodProtocol:
         round: int,
         participants: Sequence[str],
         threshold: int,
-        receipts: Mapping[str, bytes] | None = None,
+        graph: str = "all",
     ) -> None:
         """Every check of :meth:`upload`, then the exchange recorded as used: a pod calls it
         before computing the update, so a refused exchange costs nothing."""
         round, _, members = self._check_exchange(round, 0, participants)
-        self._check_receipts(round, members, receipts)
-        t = self._check_threshold(threshold, members)
+        graph = self._check_graph(graph)
+        t = self._check_threshold(threshold, members, graph)
+        self._fix_masking("upload")
+        self._graph = graph
         self._round, self._attempt, self._active = round, 0, members
         self._receipt = None
         self._pending = None  # an exchange never unmasked is gone for good
@@ -616,28 +633,29 @@ class PodProtocol:
         round: int,
         participants: Sequence[str],
         threshold: int,
-        receipts: Mapping[str, bytes] | None = None,
+        graph: str = "all",
         in_place: bool = False,
     ) -> tuple[np.ndarray, dict[str, bytes]]:
         """Double-mask ``values`` for exchange ``round``: ``values + PRG(b) + pair masks``.
 
         ``b`` is a fresh self-mask seed; the result's second part is a share of ``b`` for
-        every other participant, sealed for it alone (the server relays them). The pair
-        masks come from per-exchange pair keys. ``receipts`` are the participants'
-        signatures of the last survivor set (see :meth:`unmask`). Runs
-        :meth:`admit_upload` first unless the exchange was already admitted.
+        every peer, sealed for it alone (the server relays them). The pair masks come from
+        per-exchange pair keys. With ``graph="harary"`` the masks and shares go to this
+        pod's neighbours only (see ``_graph``). Runs :meth:`admit_upload` first unless the
+        exchange was already admitted.
         """
         members = frozenset(participants)
         if self._admitted_upload is None or self._admitted_upload[:2] != (round, members):
             self.admit_upload(
-                round=round, participants=participants, threshold=threshold, receipts=receipts
+                round=round, participants=participants, threshold=threshold, graph=graph
             )
-        assert self._admitted_upload is not None
+        assert self._admitted_upload is not None and self._graph is not None
         t = self._admitted_upload[2]
         self._admitted_upload = None
         assert self._secrets is not None and self._session is not None
+        peers = self._peers(self._graph, members)
         seed = _secrets.token_bytes(SEED_BYTES)
-        shares = split(seed, t, [self._x(p) for p in sorted(members)])
+        shares = split(seed, t, [self._x(p) for p in sorted(peers | {self.pod})])
         sealed = {
             p: seal(
                 self._secrets[p],
@@ -647,7 +665,7 @@ class PodProtocol:
                 p,
                 share_to_bytes(shares[self._x(p)]),
             )
-            for p in sorted(members - {self.pod})
+            for p in sorted(peers)
         }
         self._pending = (round, members, t, seed, share_to_bytes(shares[self._x(self.pod)]))
         out = as_field(values, self.q, name=f"pod {self.pod!r} encoded update")
@@ -656,7 +674,7 @@ class PodProtocol:
         digest = participants_digest(members)
         masks = [(seed, True)] + [
             (exchange_pair_key(self._secrets[p], self._session, round, digest), self.pod < p)
-            for p in sorted(members - {self.pod})
+            for p in sorted(peers)
         ]
         apply_masks(
             out,
@@ -669,17 +687,12 @@ class PodProtocol:
         )
         return out, sealed
 
-    def unmask(
-        self, *, round: int, survivors: Sequence[str], sealed: Mapping[str, bytes]
-    ) -> Unmasking:
-        """Release what removes the masks of exchange ``round`` over ``survivors``, once.
-
-        ``sealed`` holds the shares the other survivors sealed for this pod. For each
-        survivor this pod returns its share of that survivor's seed; for each participant
-        that dropped out, its exchange pair key with it. Refuses a survivor set that is not
-        a subset of the participants, lacks this pod, or is smaller than the threshold; a
-        share relayed from a pod said to have dropped out; and a second unmask request.
-        """
+    def _check_survivors(
+        self, round: object, survivors: Sequence[str]
+    ) -> tuple[int, frozenset[str]]:
+        """Check a survivor set of the pending exchange: a subset of its participants with
+        this pod in it, no smaller than the threshold, and the one set this pod committed
+        to, if it did (by signing a set, or by unmasking)."""
         round = self._index("round", round)
         if self._pending is None or self._pending[0] != round:
             raise self._refuse(
@@ -689,7 +702,7 @@ class PodProtocol:
                 "unmasked (an unmask is answered once per exchange); pod:",
                 "the server asks each survivor once, right after the uploads",
             )
-        _, members, t, seed, own_share = self._pending
+        _, members, t, _, _ = self._pending
         names = list(survivors)
         alive = frozenset(names)
         if len(alive) != len(names) or not alive <= members:
@@ -714,6 +727,69 @@ class PodProtocol:
                 f"{floor}; nothing is released; missing pods:",
                 "wait for the missing pods, or start a new run without them",
             )
+        if self._receipt is not None and self._receipt != (round, alive):
+            raise self._refuse(
+                "survivors-inconsistent",
+                sorted(alive ^ self._receipt[1]),
+                f"this pod already took {sorted(self._receipt[1])} as the survivors of "
+                f"exchange {round}; now it is told {sorted(alive)}; the pods in only one:",
+                "the server must tell every pod one survivor set: start a new run",
+            )
+        return round, alive
+
+    def sign_survivors(self, *, round: int, survivors: Sequence[str]) -> bytes:
+        """The consistency step before an unmask with dropouts: commit to ``survivors``
+        (this pod will unmask exchange ``round`` with no other set) and sign it."""
+        round, alive = self._check_survivors(round, survivors)
+        assert self._session is not None
+        self._receipt = (round, alive)  # committed: this pod unmasks with no other set
+        return self.identity.sign(receipt_payload(self._session, round, alive))
+
+    def unmask(
+        self,
+        *,
+        round: int,
+        survivors: Sequence[str],
+        sealed: Mapping[str, bytes],
+        receipts: Mapping[str, bytes] | None = None,
+    ) -> Unmasking:
+        """Release what removes the masks of exchange ``round`` over ``survivors``, once.
+
+        ``sealed`` holds the shares this pod's surviving peers sealed for it. For each
+        survivor among its peers (and itself) this pod returns its share of that survivor's
+        seed; for each peer that dropped out, its exchange pair key with it: never both for
+        one pod. When anyone dropped out, ``receipts`` must hold every survivor's signature
+        of this very survivor set (:meth:`sign_survivors`), so no survivor was told
+        another one: otherwise a server could learn one pod's pair keys from some peers and
+        its seed from others. Refuses a survivor set that is not a subset of the
+        participants, lacks this pod, is smaller than the threshold or differs from the one
+        this pod signed; a share relayed from a pod said to have dropped out; and a second
+        unmask request.
+        """
+        round, alive = self._check_survivors(round, survivors)
+        assert self._pending is not None and self._graph is not None
+        _, members, t, seed, own_share = self._pending
+        assert self._secrets is not None and self._session is not None
+        if alive != members:
+            receipts = receipts or {}
+            unsigned = [
+                p
+                for p in sorted(alive - {self.pod})
+                if p not in receipts
+                or not receipt_is_valid(
+                    self._identities.get(p, b""), receipts[p], self._session, round, alive
+                )
+            ]
+            if unsigned:
+                raise self._refuse(
+                    "survivors-inconsistent",
+                    unsigned,
+                    f"exchange {round} lost pods {sorted(members - alive)}, and these "
+                    f"survivors did not sign the survivor set {sorted(alive)}:",
+                    "after a dropout, every survivor signs the survivor set first (the "
+                    "server's consistency step)",
+                )
+        peers = self._peers(self._graph, members)
         relayed = set(sealed)
         dropped_but_relayed = sorted(relayed - alive)
         if dropped_but_relayed:
@@ -723,28 +799,34 @@ class PodProtocol:
                 f"the server relays shares from pods it says dropped out of exchange {round}:",
                 "a pod that uploaded is a survivor; the server must tell every pod the same set",
             )
-        missing = sorted(alive - relayed - {self.pod})
+        strangers = sorted(relayed - peers)
+        if strangers:
+            raise SecureAggregationError(
+                f"pod {self.pod!r}: the unmask request of exchange {round} relays shares from "
+                f"{strangers}, which deal none to this pod"
+            )
+        missing = sorted((alive & peers) - relayed)
         if missing:
             raise SecureAggregationError(
                 f"pod {self.pod!r}: the unmask request of exchange {round} lacks the shares of "
                 f"survivors {missing}; the server must relay every survivor's sealed share"
             )
-        assert self._secrets is not None and self._session is not None
-        # Spent before anything is released: a second request for this exchange is refused.
+        # Spent and committed before anything is released: a second request for this
+        # exchange is refused, and this pod signs no other survivor set for it.
         self._pending = None
+        self._receipt = (round, alive)
         shares = {self.pod: own_share}
-        for p in sorted(alive - {self.pod}):
+        for p in sorted(alive & peers):
             data = open_sealed(self._secrets[p], self._session, round, p, self.pod, sealed[p])
             share_from_bytes(data)  # a field element, or an error naming nothing secret
             shares[p] = data
         digest = participants_digest(members)
         pair_keys = {
             d: exchange_pair_key(self._secrets[d], self._session, round, digest)
-            for d in sorted(members - alive)
+            for d in sorted(peers - alive)
         }
         del seed  # this pod's own seed is released only through the survivors' shares
         self._active = alive
-        self._receipt = (round, alive)
         receipt = self.identity.sign(receipt_payload(self._session, round, alive))
         return Unmasking(shares=shares, pair_keys=pair_keys, receipt=receipt)
 
@@ -868,6 +950,7 @@ class ServerProtocol:
         threshold: int,
         packed_length: int,
         survivors: Iterable[str] | None = None,
+        graph: str = "all",
     ) -> np.ndarray:
         """The sum of the survivors' encoded updates in exchange ``round``.
 
@@ -899,20 +982,24 @@ class ServerProtocol:
                 f"run {self.run_id!r}, exchange {round}: survivors {missing} have no upload"
             )
         dropped = sorted(set(names) - set(alive))
-        silent = sorted(set(alive) - set(answers))
-        if dropped and silent:
+        graph_of = neighbours(graph, self.pods, self.session)
+        members = set(names)
+        near = {p: (graph_of[p] & members) for p in names}  # each one's masking peers
+        needed = sorted({i for d in dropped for i in near[d] & set(alive)} - set(answers))
+        if needed:
             raise SecureAggregationError(
                 f"run {self.run_id!r}, exchange {round}: pods {dropped} dropped out and "
-                f"survivors {silent} did not answer the unmask request; only they hold their "
+                f"survivors {needed} did not answer the unmask request; only they hold their "
                 "pair keys with the dropped pods, so the round cannot be unmasked"
             )
         for pod, answer in answers.items():
-            if set(answer.shares) != set(alive) or set(answer.pair_keys) != set(dropped):
+            holds = (near[pod] | {pod}) & set(alive)
+            if set(answer.shares) != holds or set(answer.pair_keys) != near[pod] - set(alive):
                 raise SecureAggregationError(
                     f"run {self.run_id!r}, exchange {round}: pod {pod!r} answered shares for "
                     f"{sorted(answer.shares)} and pair keys for {sorted(answer.pair_keys)}; "
-                    f"expected shares for the survivors {alive} and pair keys for the dropped "
-                    f"pods {dropped}"
+                    f"expected shares for {sorted(holds)} and pair keys for "
+                    f"{sorted(near[pod] - set(alive))}"
                 )
         total = sum_packed(
             [(f"upload of pod {n!r}", uploads[n]) for n in alive], packed_length, self.q
@@ -920,11 +1007,18 @@ class ServerProtocol:
         x = {name: i + 1 for i, name in enumerate(self.pods)}
         masks: list[tuple[bytes, bool]] = []
         for j in alive:
-            shares = {x[i]: share_from_bytes(a.shares[j]) for i, a in answers.items()}
+            shares = {
+                x[i]: share_from_bytes(a.shares[j]) for i, a in answers.items() if j in a.shares
+            }
+            if len(shares) < int(threshold):
+                raise SecureAggregationError(
+                    f"run {self.run_id!r}, exchange {round}: {len(shares)} share(s) of pod "
+                    f"{j!r}'s self-mask arrived, fewer than the threshold {threshold}"
+                )
             masks.append((combine(shares, int(threshold)), False))
         for d in dropped:
             # Pod i added the mask it shares with d when i < d and subtracted it otherwise.
-            masks += [(answers[i].pair_keys[d], not i < d) for i in alive]
+            masks += [(answers[i].pair_keys[d], not i < d) for i in sorted(near[d] & set(alive))]
         apply_masks(
             total,
             masks,

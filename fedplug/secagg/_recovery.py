@@ -6,9 +6,9 @@
 - A pod's shares of its self-mask seed travel through the server sealed (AES-256-GCM)
   under a key only the two pods can derive from their pair secret, bound to the session,
   the exchange, the sender and the recipient.
-- A survivor signs the survivor set it was told (a *receipt*); the next exchange carries
-  every participant's receipt, and a pod refuses to go on unless all of them sign the set
-  it was told itself (so a server that told pods different sets is caught).
+- After a dropout, each survivor signs the survivor set it is told (a *receipt*) and
+  commits to it; a pod unmasks only with every survivor's receipt for its very set, so a
+  server cannot tell pods different sets (the consistency step of Bonawitz et al.).
 """
 
 from __future__ import annotations
