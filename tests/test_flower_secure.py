@@ -288,6 +288,15 @@ def test_client_sampling_is_refused_under_secure_aggregation(fed_pods) -> None:
     assert not any(m.metadata.message_type == wire.SECAGG_SETUP for m in grid.sent)
 
 
+def test_skipping_evaluation_is_not_sampling(fed_pods) -> None:
+    pods = fed_pods(3, rows=200)
+    grid = make_grid(pods)
+    plan = make_plan(pods, SecureAggregator(), strategy_params={"fraction_evaluate": 0.0}, rounds=1)
+    result = run_plan(grid, plan)
+    assert result.history[0]["evaluate"] == {} and result.history[0]["train"]
+    assert not any(m.metadata.message_type == wire.SECURE_EVALUATE for m in grid.sent)
+
+
 def test_too_few_survivors_is_a_clear_error(fed_pods) -> None:
     pods = fed_pods(3)
 

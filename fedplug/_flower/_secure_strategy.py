@@ -142,12 +142,13 @@ def refuse_client_sampling(strategy: Strategy) -> None:
     """Secure sums are over every pod still in the run; a sampling strategy cannot run.
 
     Sums over different pod sets reveal the pods in their difference, so pods refuse any
-    exchange over a set that is not a subset of the previous one.
+    exchange over a set that is not a subset of the previous one. A fraction of 0 skips
+    that phase (Flower sends nothing): no sum, nothing to refuse.
     """
     sampled = {
         name: getattr(strategy, name)
         for name in ("fraction_train", "fraction_evaluate")
-        if isinstance(getattr(strategy, name, 1.0), float) and getattr(strategy, name) < 1.0
+        if isinstance(getattr(strategy, name, 1.0), float) and 0.0 < getattr(strategy, name) < 1.0
     }
     if sampled:
         settings = ", ".join(f"{k}={v}" for k, v in sampled.items())
@@ -255,6 +256,10 @@ class SecureAggregationStrategy(PodStrategy):
     def _secure(
         self, messages: Iterable[Message], message_type: str, stats_clip: float | None = None
     ) -> list[Message]:
+        messages = list(messages)
+        if not messages:  # the inner strategy skips this phase (a fraction of 0)
+            self.sent = []
+            return self.sent
         # Pods that dropped out earlier in the run are not asked again (they, and the
         # others, would refuse a sum over a set that grew back).
         messages = [
