@@ -449,12 +449,12 @@ def test_a_late_upload_stays_hidden_and_the_round_completes(fed_pods, caplog) ->
             and int(m.content["unmask"]["seq"]) == params.seq
         }
     ]
-    assert len(answers) == 2 and all("pod-c" not in shares for shares, _, _ in answers)
+    assert len(answers) == 2 and all("pod-c" not in shares for shares, _ in answers)
     session = session_id(params.run, [KeyBundle.from_dict(b) for b in params.roster])
     digest = participants_digest(params.participants)
     residual = unpack(upload.words, upload.length)
     # Every mask the server can compute: the pair keys pod-a and pod-b revealed with pod-c.
-    keys = [pair_keys["pod-c"] for _, pair_keys, _ in answers]
+    keys = [pair_keys["pod-c"] for _, pair_keys in answers]
     apply_masks(
         residual,
         [(k, True) for k in keys],  # pod-c sorts after both: it subtracted both masks

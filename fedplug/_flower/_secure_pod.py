@@ -279,4 +279,4 @@ def handle_unmask(message: Message, context: Context, runtime: PodRuntime) -> Me
         )
     finally:
         save_protocol(context, STATE_KEY, protocol, runtime)
-    return wire.unmask_reply(message, answer.shares, answer.pair_keys, answer.receipt)
+    return wire.unmask_reply(message, answer.shares, answer.pair_keys)

@@ -427,11 +427,11 @@ class SecureAggregationStrategy(PodStrategy):
         for reply in good:
             pod = self.session.pods[reply.metadata.src_node_id]
             try:
-                shares, pair_keys, receipt = wire.read_unmask_reply(reply)
+                shares, pair_keys = wire.read_unmask_reply(reply)
             except wire.MalformedMessage as exc:
                 failed[pod] = str(exc)
                 continue
-            answers[pod] = Unmasking(shares=shares, pair_keys=pair_keys, receipt=receipt)
+            answers[pod] = Unmasking(shares=shares, pair_keys=pair_keys)
         # The pods that answered go on (each was told this survivor set); the others are
         # out of the run, as are the pods that dropped before them.
         self.keys.active = set(answers)

@@ -51,7 +51,7 @@ MASKED = "masked"
 LAYOUT = "layout"
 SEALED = "sealed"  # an upload's shares of its self-mask seed, each sealed for one peer
 UNMASK = "unmask"  # the unmask request: survivors, and the shares sealed for the recipient
-UNMASKED = "unmasked"  # a survivor's answer: shares, pair keys of dropped pods, receipt
+UNMASKED = "unmasked"  # a survivor's answer: shares, and pair keys of dropped pods
 RECEIPT = "receipt"  # a survivor's signature of the survivor set (the consistency step)
 NUM_EXAMPLES = "num-examples"  # the weight Flower's strategies read from "metrics"
 
@@ -413,28 +413,18 @@ def read_unmask_request(message: Message) -> UnmaskRequest:
 
 
 def unmask_reply(
-    message: Message, shares: Mapping[str, bytes], pair_keys: Mapping[str, bytes], receipt: bytes
+    message: Message, shares: Mapping[str, bytes], pair_keys: Mapping[str, bytes]
 ) -> Message:
-    record = ConfigRecord(
-        {
-            "shares": _text_by_pod(shares),
-            "pair-keys": _text_by_pod(pair_keys),
-            "receipt": b64(receipt),
-        }
-    )
+    record = ConfigRecord({"shares": _text_by_pod(shares), "pair-keys": _text_by_pod(pair_keys)})
     return Message(RecordDict({UNMASKED: record}), reply_to=message)
 
 
-def read_unmask_reply(reply: Message) -> tuple[dict[str, bytes], dict[str, bytes], bytes]:
-    """A survivor's shares (by seed owner), pair keys (by dropped pod) and receipt."""
+def read_unmask_reply(reply: Message) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """A survivor's shares (by seed owner) and pair keys (by dropped pod)."""
 
-    def read() -> tuple[dict[str, bytes], dict[str, bytes], bytes]:
+    def read() -> tuple[dict[str, bytes], dict[str, bytes]]:
         record = reply.content.config_records[UNMASKED]
-        return (
-            _bytes_by_pod(record["shares"]),
-            _bytes_by_pod(record["pair-keys"]),
-            unb64(str(record["receipt"])),
-        )
+        return _bytes_by_pod(record["shares"]), _bytes_by_pod(record["pair-keys"])
 
     return _read("an unmask answer", read)
 

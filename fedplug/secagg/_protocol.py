@@ -70,12 +70,11 @@ class Unmasking:
 
     ``shares``: its share of the self-mask seed of every survivor (itself included);
     ``pair_keys``: its exchange pair key with every participant that dropped out. Never
-    both for one pod. ``receipt``: its signature of the survivor set it was told.
+    both for one pod.
     """
 
     shares: dict[str, bytes]
     pair_keys: dict[str, bytes]
-    receipt: bytes
 
 
 def _as_bundle(item: KeyBundle | Mapping[str, object]) -> KeyBundle:
@@ -827,8 +826,7 @@ class PodProtocol:
         }
         del seed  # this pod's own seed is released only through the survivors' shares
         self._active = alive
-        receipt = self.identity.sign(receipt_payload(self._session, round, alive))
-        return Unmasking(shares=shares, pair_keys=pair_keys, receipt=receipt)
+        return Unmasking(shares=shares, pair_keys=pair_keys)
 
 
 class ServerProtocol:
