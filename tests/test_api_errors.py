@@ -224,3 +224,16 @@ def test_error_tree_is_documented() -> None:
         for base in cls.__bases__:
             if base is not Exception:
                 assert base.__name__ in doc
+
+
+def test_an_aggregator_that_is_not_one_is_a_config_error() -> None:
+    from fedplug._task_builder import check_aggregator, make_aggregator
+
+    with pytest.raises(
+        ConfigError, match=r"'secure' is not a fedplug Aggregator.*SecureAggregator\(\)"
+    ):
+        check_aggregator("secure")
+    with pytest.raises(ConfigError, match=r"not a subclass of fedplug.Aggregator"):
+        make_aggregator("fedplug.data:CSVSource", {})
+    with pytest.raises(ConfigError, match=r"unknown key 'clipp' \(did you mean 'clip'\?\)"):
+        make_aggregator("secure", {"clipp": 1.0})
