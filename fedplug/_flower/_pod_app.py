@@ -23,9 +23,12 @@ Handler = Callable[[Message, Context, PodRuntime], Message]
 
 
 Locate = Callable[[Context], Path]
+Load = Callable[[Path], PodRuntime]
 
 
-def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Message]:
+def _guard(
+    handler: Handler, locate: Locate, load: Load = load_runtime
+) -> Callable[[Message, Context], Message]:
     """Turn every failure into a Flower error reply naming the pod: a pod never crashes.
 
     The reply carries a reason from a fixed set, never the exception's text, which stays in
@@ -41,7 +44,7 @@ def _guard(handler: Handler, locate: Locate) -> Callable[[Message, Context], Mes
             return failure(message, name, "no-pod")
         try:
             name = path.stem
-            runtime = load_runtime(path)
+            runtime = load(path)
             name = runtime.name
             reply = handler(message, context, runtime)
             if not reply.has_error():
@@ -98,13 +101,18 @@ class PodClientApp(ClientApp):
 
 
 def build_client_app(
-    pod_files: Sequence[str] | None = None, *, pod_file: str | Path | None = None
+    pod_files: Sequence[str] | None = None,
+    *,
+    pod_file: str | Path | None = None,
+    load: Load = load_runtime,
 ) -> ClientApp:
     """The pod ClientApp.
 
     ``pod_files`` maps simulated SuperNodes (by partition id) to pod files; ``pod_file``
     is the one pod a long-lived pod process serves (``fedplug pod start``); otherwise the
-    node config's ``pod`` key names the file (in-process test grids).
+    node config's ``pod`` key names the file (in-process grids). ``load`` turns the
+    located path into the pod's runtime (the in-process backend also serves pods held
+    in memory).
     """
     app = PodClientApp()
     if pod_file is not None:
@@ -119,12 +127,12 @@ def build_client_app(
         def locate(context: Context) -> Path:
             return pod_file_for(context, files)
 
-    app.query("schema")(_guard(handle_schema, locate))
-    app.query("secaggsetup")(_guard(handle_setup, locate))
-    app.train()(_guard(handle_train, locate))
-    app.evaluate()(_guard(handle_evaluate, locate))
-    app.train("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "train"), locate))
-    app.evaluate("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "evaluate"), locate))
-    app.query("secaggsurvivors")(_guard(handle_survivors, locate))
-    app.query("secaggunmask")(_guard(handle_unmask, locate))
+    app.query("schema")(_guard(handle_schema, locate, load))
+    app.query("secaggsetup")(_guard(handle_setup, locate, load))
+    app.train()(_guard(handle_train, locate, load))
+    app.evaluate()(_guard(handle_evaluate, locate, load))
+    app.train("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "train"), locate, load))
+    app.evaluate("secure")(_guard(lambda m, c, r: handle_secure(m, c, r, "evaluate"), locate, load))
+    app.query("secaggsurvivors")(_guard(handle_survivors, locate, load))
+    app.query("secaggunmask")(_guard(handle_unmask, locate, load))
     return app
