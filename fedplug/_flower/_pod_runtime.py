@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from fedplug.learning import PodTrainer, TrainingTask
 POD_NODE_CONFIG_KEY = "pod"
 # The run-config key listing pod files for simulated SuperNodes (by partition id).
 PODS_RUN_CONFIG_KEY = "pods"
+
+logger = logging.getLogger("fedplug.pod")
 
 
 @dataclass
@@ -87,7 +90,18 @@ class PodRuntime:
             )
 
 
-_CACHE: dict[str, tuple[float, PodRuntime]] = {}
+@dataclass
+class _Loaded:
+    """A runtime and the state of the files its data was read from, when it was read."""
+
+    runtime: PodRuntime
+    files: tuple[Path, ...]
+    fingerprint: tuple[tuple[int, int, int, int] | None, ...]
+
+
+# Per process, by the pod file's resolved path. Nothing is ever written to disk: a pod's
+# validated data lives only in the memory of the long-lived process that serves it.
+_CACHE: dict[str, _Loaded] = {}
 _LOCK = threading.Lock()
 
 
@@ -120,16 +134,68 @@ def _limit_threads() -> None:
     torch.set_num_threads(int(os.environ.get("FEDPLUG_TORCH_THREADS", "1")))
 
 
+def watched_files(pod_file: Path, pod: Pod) -> tuple[Path, ...]:
+    """The files a pod's validated data is read from: its YAML, schema file and data file.
+
+    A datasource names its file by a ``path`` attribute (CSV, Parquet and plugins that
+    follow them) or, for SQLite, by its URL (the write-ahead log too: a write lands there
+    first). A server database has no file to watch: restart the pod to read it again.
+    """
+    files = [pod_file]
+    if isinstance(pod.schema, (str, Path)):
+        files.append(Path(pod.schema))
+    path = getattr(pod.datasource, "path", None)
+    if isinstance(path, (str, Path)):
+        files.append(Path(path))
+    url = getattr(pod.datasource, "url", None)
+    if isinstance(url, str) and url.startswith("sqlite:///"):
+        database = url[len("sqlite:///") :].split("?", 1)[0]
+        if database and not database.startswith((":memory:", "file:")):
+            files += [Path(database), Path(database + "-wal")]
+    return tuple(files)
+
+
+def fingerprint(files: Sequence[Path]) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """Each file's device, inode, size and modification time (None if it is missing).
+
+    A rewrite changes the size or the time, a replacement (write, then rename) the inode:
+    a few ``stat`` calls per message, where hashing a large file would cost seconds.
+    """
+    marks: list[tuple[int, int, int, int] | None] = []
+    for file in files:
+        try:
+            st = os.stat(file)
+        except OSError:
+            marks.append(None)
+            continue
+        marks.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(marks)
+
+
 def load_runtime(path: Path) -> PodRuntime:
-    """Load and validate a pod once per process; reload when its file changes."""
+    """The pod's validated data, read once per process and again only when it changed.
+
+    Each message checks the fingerprint of the pod's files (:func:`watched_files`); when
+    the YAML, the schema file or the data file changed, the pod is read and validated
+    again before it answers, so it never trains on data it has not validated. The
+    fingerprint is taken before reading: a file changed while it was read is read again
+    at the next message.
+    """
     key = str(path.resolve())
-    mtime = os.stat(path).st_mtime if path.exists() else -1.0
     with _LOCK:
         cached = _CACHE.get(key)
-        if cached and cached[0] == mtime:
-            return cached[1]
+        if cached is not None and fingerprint(cached.files) == cached.fingerprint:
+            return cached.runtime
         _limit_threads()
+        before = fingerprint([path])  # the YAML's, before it is read
         pod = Pod.from_yaml(path)
+        files = watched_files(path, pod)
+        marks = before + fingerprint(files[1:])
+        if cached is not None:
+            logger.info(
+                "pod %r: its definition, schema or data changed; reading and validating it again",
+                pod.name,
+            )
         runtime = PodRuntime(pod=pod, data=pod.load(), trainers={})
-        _CACHE[key] = (mtime, runtime)
+        _CACHE[key] = _Loaded(runtime, files, marks)
         return runtime
