@@ -36,6 +36,7 @@ _EXPORTS = {
         "PodPolicy",
         "SQLSource",
         "Schema",
+        "SchemaWarning",
     ],
     "fedplug.learning": ["DataStructure", "Optimizer"],
     "fedplug._api": ["TabularClassifier", "combine_pod_schemas"],
@@ -66,6 +67,7 @@ __all__ = [
     "SQLSource",
     "Schema",
     "SchemaError",
+    "SchemaWarning",
     "SecureAggregationError",
     "SecureAggregator",
     "TabularClassifier",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         Pod,
         PodPolicy,
         Schema,
+        SchemaWarning,
         SQLSource,
     )
     from fedplug.learning import DataStructure, Optimizer

@@ -31,6 +31,7 @@ EXPECTED = [
     "SQLSource",
     "Schema",
     "SchemaError",
+    "SchemaWarning",
     "SecureAggregationError",
     "SecureAggregator",
     "TabularClassifier",
@@ -58,8 +59,12 @@ def test_import_is_light() -> None:
 def test_errors_share_one_base() -> None:
     for name in EXPECTED:
         value = getattr(fedplug, name)
+        # Warnings are Exceptions too, but they are warned, never raised.
         if isinstance(value, type) and issubclass(value, Exception):
-            assert issubclass(value, fedplug.FedplugError)
+            if issubclass(value, Warning):
+                assert issubclass(value, UserWarning)
+            else:
+                assert issubclass(value, fedplug.FedplugError)
 
 
 def test_all_matches_the_lazy_exports() -> None:

@@ -164,7 +164,7 @@ def test_examples_are_capped_but_the_count_is_complete():
 def test_type_mismatches_are_named():
     schema = Schema(
         [
-            ColumnSpec("count", "continuous", "int"),
+            ColumnSpec("count", "categorical", "int", (1, 2, 3)),
             ColumnSpec("code", "categorical", "string", ("1", "2")),
             ColumnSpec("ok", "categorical", "bool", (False, True)),
         ]
@@ -207,3 +207,39 @@ def test_duplicate_columns_and_non_frames_are_reported(schema):
     ]
     with pytest.raises(DataValidationError, match="expected a pandas DataFrame, got dict"):
         schema.validate({"age": [1]})  # type: ignore[arg-type]
+
+
+def test_a_continuous_int_column_accepts_numbers_of_either_kind():
+    # The dtype of a continuous column records what a pod held; values are scaled as floats.
+    schema = Schema(
+        [ColumnSpec("age", "continuous", "int"), ColumnSpec("x", "continuous", "float")]
+    )
+    frame = pd.DataFrame({"age": [25.5, 40.0, 31.25], "x": [1, 2, 3]})
+
+    assert schema.violations(frame) == []
+    schema.validate(frame)
+
+
+def test_a_continuous_int_column_still_refuses_text():
+    schema = Schema([ColumnSpec("age", "continuous", "int")])
+
+    (violation,) = schema.violations(pd.DataFrame({"age": ["25.5", "old"]}))
+
+    assert violation.problem.startswith("1 non-numeric value(s) in a numeric column")
+    assert violation.rows == (1,)
+
+
+def test_validation_of_a_frame_that_is_no_pods_names_it_and_its_fix():
+    schema = Schema([ColumnSpec("city", "categorical", "string", ("Lyon", "Paris"))], name="s")
+    frame = pd.DataFrame({"city": ["Lyon", "Nice"]})
+
+    with pytest.raises(DataValidationError) as info:
+        schema.validate(frame, where="the frame passed to predict()", fix="Fix the frame.")
+
+    message = str(info.value)
+    assert message.startswith("The frame passed to predict() does not conform to schema 's'")
+    assert "  - column 'city': 1 value(s) outside the declared vocabulary" in message
+    assert message.endswith("Fix the frame.")
+    assert "pod" not in message
+    assert info.value.pod is None
+    assert info.value.columns == ["city"]

@@ -25,11 +25,18 @@ NO_RUNTIME_INSTALL = {"FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 
 
 def pod_check(pod_file: str) -> int:
-    """Load the pod, validate its data against its schema, print a schema summary."""
+    """Load the pod, validate its data against its schema, print a schema summary.
+
+    Inference warnings (a column whose inferred type is probably wrong) are printed too.
+    """
     from fedplug.data import Pod
 
+    from ._schema import schema_warnings_printed
+
     pod = Pod.from_yaml(Path(pod_file))
-    _summary(pod, pod.load())
+    with schema_warnings_printed(console):
+        loaded = pod.load()
+    _summary(pod, loaded)
     return 0
 
 

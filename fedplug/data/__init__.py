@@ -20,6 +20,7 @@ from fedplug.data._sources import (
 )
 from fedplug.data._splits import ColumnSplit, PercentageSplit, Split, split_from_config
 from fedplug.data._validate import Violation
+from fedplug.data._warnings import SchemaWarning
 
 __all__ = [
     "DATASOURCES",
@@ -35,6 +36,7 @@ __all__ = [
     "PodPolicy",
     "SQLSource",
     "Schema",
+    "SchemaWarning",
     "Split",
     "Violation",
     "combine_pod_schemas",

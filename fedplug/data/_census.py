@@ -34,6 +34,9 @@ DEMO_POD = "census-income-demo"
 DEMO_YAML_POD = "census-income-yaml-demo"
 DEMO_SCHEMA_FILE = "census-income.schema.yaml"
 _FILES = {"train": "adult.data.gz", "test": "adult.test.gz"}
+# education-num is an ordered level (1-16, the years of education), so continuous; saying
+# so keeps inference from warning that it may be an integer-coded category.
+DEMO_FORCE_STYPES = {"education-num": "continuous"}
 
 
 def load_adult(part: Literal["train", "test"] = "train") -> pd.DataFrame:
@@ -130,7 +133,7 @@ def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
             "choose a writable location"
         ) from exc
     frame = load_adult("train")
-    agreed = Schema.infer(frame, name="census-income")
+    agreed = Schema.infer(frame, name="census-income", force_stypes=DEMO_FORCE_STYPES)
     agreed.to_yaml(directory / DEMO_SCHEMA_FILE)
 
     order, to_inferred = _demo_assignment(frame, agreed.categorical(), seed)
@@ -153,7 +156,7 @@ def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
     inferred = _pod_yaml(
         DEMO_POD,
         DEMO_YAML_POD,
-        {"infer": {"max_categories": 100}},
+        {"infer": {"max_categories": 100, "force_stypes": dict(DEMO_FORCE_STYPES)}},
         header + "# The schema is inferred from this pod's data.\n",
     )
     from_file = _pod_yaml(

@@ -482,7 +482,7 @@ class Pod:
                 dict.fromkeys([*options.get("ignore_cols", ()), *consumed])
             )
             try:
-                schema = Schema.infer(frame, name=self.name, **options)
+                schema = Schema.infer(frame, name=self.name, warn_as=self._where, **options)
             except SchemaError as exc:
                 raise SchemaError(
                     f"{self._where}: cannot infer the schema: {exc} (options go under "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,20 @@ from fedplug._validation import check_known_keys, int_at_least, positive_int
 from fedplug.data._columns import DTYPES, STYPES, ColumnSpec, Stype, check_stype, python_scalar
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._validate import Violation, find_violations, validation_error
+from fedplug.data._warnings import SchemaWarning, yaml_key
 from fedplug.data._yaml import dump_yaml, read_yaml, write_text
 
 SCHEMA_KEYS: tuple[str, ...] = ("name", "columns", "num_rows")
+
+# When an inferred continuous integer column is reported as probably holding codes: few
+# distinct values (an industry code has ~50; age, hours worked and money amounts have more,
+# or are spread far apart), each seen often (a small table has few values of anything),
+# numbered closely (the values fill at least a quarter of the range they span).
+CODE_MAX_VALUES = 60
+CODE_MIN_ROWS_PER_VALUE = 100
+CODE_MAX_SPAN_PER_VALUE = 4
+# When an inferred string column is reported as probably numbers with a few stray markers.
+NUMERIC_TEXT_MIN_SHARE = 0.9
 
 
 def _storage_type(series: pd.Series, name: str) -> tuple[str, pd.Series]:
@@ -106,6 +119,95 @@ def _infer_column(
         nullable=bool(series.isna().any()),
         description=description,
     )
+
+
+def _preview(values: list[Any], limit: int = 6) -> str:
+    shown = [str(v) for v in values[:limit]]
+    if len(values) > limit:
+        shown[-1:] = ["...", str(values[-1])]
+    return ", ".join(shown)
+
+
+def _integer_codes(series: pd.Series, dtype: str) -> list[int] | None:
+    """The sorted distinct values of an integer column that looks like codes, else None."""
+    present = series.dropna()
+    if dtype == "float":
+        as_float = present.to_numpy(dtype=float)
+        # Integral floats are int columns with missing values, as read from CSV.
+        if len(as_float) == 0 or not np.all(np.isfinite(as_float)):
+            return None
+        if not np.all(as_float == np.round(as_float)):
+            return None
+    values = np.unique(present.to_numpy())
+    if not 2 <= len(values) <= CODE_MAX_VALUES:
+        return None
+    if len(present) < CODE_MIN_ROWS_PER_VALUE * len(values):
+        return None
+    low, high = int(values[0]), int(values[-1])
+    if high - low + 1 > CODE_MAX_SPAN_PER_VALUE * len(values):
+        return None
+    return [int(v) for v in values]
+
+
+def _stray_strings(series: pd.Series) -> tuple[list[str], int, int] | None:
+    """For a string column that is mostly numbers: the non-numbers (most frequent first),
+    their row count and the count of non-null rows; else None."""
+    counts = series.dropna().value_counts()
+    if counts.empty:
+        return None
+    distinct = pd.Series(counts.index.to_numpy(dtype=object), dtype=object)
+    numeric = pd.to_numeric(distinct, errors="coerce").notna().to_numpy()
+    if numeric.all() or not numeric.any():
+        return None
+    rows = counts.to_numpy()
+    total = int(rows.sum())
+    if rows[numeric].sum() < NUMERIC_TEXT_MIN_SHARE * total:
+        return None
+    return [str(v) for v in distinct[~numeric]], int(rows[~numeric].sum()), total
+
+
+def _warn_inference(where: str, spec: ColumnSpec, series: pd.Series, stacklevel: int) -> None:
+    """Warn when an inferred (not forced) column type is probably not what the data means."""
+    key = yaml_key(spec.name)
+    if spec.stype == "continuous":
+        codes = _integer_codes(series, spec.dtype)
+        if codes is None:
+            return
+        message = (
+            f"{where}: column {spec.name!r} holds integers with only {len(codes)} distinct "
+            f"values ({_preview(codes)}) and was inferred as continuous. If they are codes for "
+            "categories (an industry or occupation code, a yes/no flag, a survey year), "
+            f"declare it categorical under schema.infer in the pod YAML: `force_stypes: "
+            f"{{{key}: categorical}}` (in Python: Schema.infer(..., force_stypes="
+            f"{{{spec.name!r}: 'categorical'}})). If they are amounts or ordered levels whose "
+            f"differences mean something, keep it continuous and say so, `force_stypes: "
+            f"{{{key}: continuous}}`, which silences this warning."
+        )
+    elif spec.dtype == "string":
+        stray = _stray_strings(series)
+        if stray is None:
+            return
+        values, bad_rows, total = stray
+        shown = values[:5]
+        more = f" and {len(values) - len(shown)} more" if len(values) > len(shown) else ""
+        na_values = ", ".join(json.dumps(v) for v in shown)
+        message = (
+            f"{where}: column {spec.name!r} was inferred as {spec.stype} because it holds "
+            f"strings, but only {bad_rows} of its {total} values are not numbers: "
+            f"{quoted(shown)}{more}. If these mark missing values, read them as missing "
+            f"(for a CSV datasource add `na_values: [{na_values}]` under datasource in the pod "
+            "YAML; for other sources clean them at the source) and the column infers as "
+            "continuous. If the column really is "
+            f"{spec.stype}, say so under schema.infer: `force_stypes: {{{key}: {spec.stype}}}`, "
+            "which silences this warning."
+        )
+    else:
+        return
+    warnings.warn(message, SchemaWarning, stacklevel=stacklevel + 1)
+
+
+def _where(name: str | None) -> str:
+    return f"schema {name!r}" if name is not None else "Schema.infer"
 
 
 def _check_known(kind: str, names: Iterable[str], available: list[str]) -> None:
@@ -239,12 +341,21 @@ class Schema(Mapping[str, ColumnSpec]):
         ignore_cols: Iterable[str] = (),
         descriptions: Mapping[str, str] | None = None,
         max_categories: int = 100,
+        warn_as: str | None = None,
     ) -> Schema:
         """Infer a schema from a frame.
 
         Numbers are continuous, booleans categorical, strings categorical when they have at
         most ``max_categories`` distinct values and text otherwise; ``force_stypes``
         overrides that per column. Vocabularies are the sorted distinct non-null values.
+
+        A ``SchemaWarning`` flags each column whose inferred type is probably wrong (a
+        column in ``force_stypes`` never is): an integer column that looks like codes (at
+        most ``CODE_MAX_VALUES`` distinct values, each on ``CODE_MIN_ROWS_PER_VALUE`` rows
+        on average, spanning at most ``CODE_MAX_SPAN_PER_VALUE`` times as many integers as
+        it has values), and a string column whose values are at least
+        ``NUMERIC_TEXT_MIN_SHARE`` numbers (the rest: markers such as "?"). ``warn_as``
+        names the table in those warnings (default: the schema's name).
         """
         if not isinstance(frame, pd.DataFrame):
             raise SchemaError(
@@ -287,11 +398,14 @@ class Schema(Mapping[str, ColumnSpec]):
                 raise SchemaError(
                     f"description of column {col!r} must be a string, got {type_name(text)}"
                 )
-        specs = [
-            _infer_column(col, frame[col], forced.get(col), max_categories, notes.get(col))
-            for col in labels
-            if col not in ignored
-        ]
+        specs = []
+        for col in labels:
+            if col in ignored:
+                continue
+            spec = _infer_column(col, frame[col], forced.get(col), max_categories, notes.get(col))
+            if col not in forced:
+                _warn_inference(warn_as or _where(name), spec, frame[col], stacklevel=2)
+            specs.append(spec)
         return cls(specs, name=name, num_rows=len(frame))
 
     # -- serialisation --------------------------------------------------------------------
@@ -363,10 +477,27 @@ class Schema(Mapping[str, ColumnSpec]):
         """Every way ``frame`` breaks this schema (extra columns are allowed)."""
         return find_violations(self._columns, frame, max_examples=max_examples)
 
-    def validate(self, frame: pd.DataFrame, *, pod: str | None = None) -> None:
-        """Raise ``DataValidationError`` listing every violation; never modifies ``frame``."""
+    def validate(
+        self,
+        frame: pd.DataFrame,
+        *,
+        pod: str | None = None,
+        where: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        """Raise ``DataValidationError`` listing every violation; never modifies ``frame``.
+
+        ``pod`` names the pod whose data this is; for other data, ``where`` names it (e.g.
+        "the frame passed to predict()") and ``fix`` says how to fix it, in place of the
+        advice about a pod's data and schema files.
+        """
         found = self.violations(frame)
         if found:
             raise validation_error(
-                found, pod=pod, schema_name=self.name, schema_columns=list(self.columns)
+                found,
+                pod=pod,
+                schema_name=self.name,
+                schema_columns=list(self.columns),
+                where=where,
+                fix=fix,
             )

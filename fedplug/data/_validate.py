@@ -98,7 +98,10 @@ def _check_column(spec: ColumnSpec, column: pd.Series, max_examples: int) -> lis
     if not present_mask.any():
         return found
     present = column[present_mask]
-    wrong, phrase = _values_of_wrong_type(present, spec.dtype)
+    # A continuous column is scaled as floats whatever its stored dtype: an int one
+    # takes 25.5 too (its dtype records what the pod held, not a constraint).
+    dtype = "float" if spec.stype == "continuous" else spec.dtype
+    wrong, phrase = _values_of_wrong_type(present, dtype)
     if wrong.any():
         full = np.zeros(len(column), dtype=bool)
         full[np.flatnonzero(present_mask)[wrong]] = True
@@ -165,26 +168,35 @@ def find_violations(
     return found
 
 
+POD_FIX = (
+    "Fix the data, or fix the schema if it is the schema that is wrong (the file named by "
+    "schema.file in the pod YAML, or the schema.infer options)."
+)
+
+
 def validation_error(
     violations: Sequence[Violation],
     *,
     pod: str | None,
     schema_name: str | None,
     schema_columns: Sequence[str] = (),
+    where: str | None = None,
+    fix: str | None = None,
 ) -> DataValidationError:
-    """One ``DataValidationError`` listing every violation on its own line."""
-    subject = f"data of pod {pod!r}" if pod else "the data"
+    """One ``DataValidationError`` listing every violation on its own line.
+
+    ``where`` names data that is not a pod's (e.g. "the frame passed to predict()") and
+    ``fix`` replaces the closing advice, which by default is about a pod's data and schema.
+    """
+    subject = where or (f"data of pod {pod!r}" if pod else "the data")
     schema = f"schema {schema_name!r}" if schema_name else "its schema"
-    prefix = f"pod {pod!r}, " if pod else ""
+    prefix = f"pod {pod!r}, " if pod and not where else ""
     lines = [
         f"{subject[0].upper()}{subject[1:]} does not conform to {schema} "
         f"({len(violations)} violation{'s' if len(violations) != 1 else ''}; rows are 0-based: "
         "row 0 is the first data row):"
     ]
     lines += [f"  - {prefix}{v}" for v in violations]
-    lines.append(
-        "Fix the data, or fix the schema if it is the schema that is wrong (the file named by "
-        "schema.file in the pod YAML, or the schema.infer options)."
-    )
+    lines.append(fix or POD_FIX)
     columns = [v.column for v in violations if v.column is not None and v.column in schema_columns]
     return DataValidationError("\n".join(lines), violations, pod=pod, columns=columns)
