@@ -19,7 +19,7 @@ from fedplug._errors import (
 )
 from fedplug._plugins import load_plugin
 from fedplug._validation import positive_int
-from fedplug.data import Pod, Schema, resolve_pod
+from fedplug.data import Pod, Schema, published_schemas, resolve_pod
 from fedplug.data import combine_pod_schemas as _combine_schemas
 from fedplug.learning import (
     DataStructure,
@@ -59,12 +59,19 @@ def combine_pod_schemas(
     columns: Sequence[str] | None = None,
     *,
     pod_dirs: Sequence[Path] | None = None,
+    vocabularies: str = "exact",
 ) -> Schema:
-    """The schema every pod agrees on, from pod names/files or from published schemas."""
+    """The schema every pod agrees on, from the pods' published schemas (metadata only).
+
+    ``pods``: pod names, pod YAML files, published schema files or ``fedplug.Pod``
+    objects (in memory), or a mapping of pod name -> Schema. ``vocabularies="exact"``
+    requires equal categorical vocabularies; ``"union"`` combines them, giving the schema
+    every pod can adopt (``schema.to_yaml(...)``, then ``schema: {file: ...}`` in each pod).
+    """
     if isinstance(pods, Mapping):
-        return _combine_schemas(pods, columns)
-    schemas = {pod.name: pod.load().schema for _, pod in _pods(list(pods), pod_dirs)}
-    return _combine_schemas(schemas, columns)
+        return _combine_schemas(pods, columns, vocabularies=vocabularies)
+    schemas = published_schemas(pods, pod_dirs)
+    return _combine_schemas(schemas, columns, vocabularies=vocabularies)
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -204,7 +211,13 @@ class TabularClassifier:
             if (require_target or resolved.target in frame)
             else schema.select([c for c in schema.columns if c != resolved.target])
         )
-        check.validate(frame, pod="predict() input")
+        caller = "evaluate()" if require_target else "predict() / predict_proba()"
+        check.validate(
+            frame,
+            where=f"the frame passed to {caller}",
+            fix="Fix the frame: give it the columns the model was trained on, with values its "
+            "schema allows (extra columns are ignored).",
+        )
         encoder = TabularEncoder(schema, resolved, np.asarray(task.mean), np.asarray(task.std))
         net = TabularNetSpec.from_dict(task.model).build()
         set_weights(net, weights)

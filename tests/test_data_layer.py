@@ -17,6 +17,7 @@ def test_public_names_are_exported():
         "ParquetSource", "DataFrameSource", "SQLSource", "DATASOURCES", "datasource_from_config",
         "Split", "PercentageSplit", "ColumnSplit", "split_from_config", "PodPolicy", "Pod",
         "LoadedPod", "render_schema_table", "resolve_pod", "load_adult", "write_census_demo",
+        "SchemaWarning", "published_schemas",
     }  # fmt: skip
 
     assert set(fedplug.data.__all__) == expected

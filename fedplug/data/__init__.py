@@ -6,6 +6,7 @@ from fedplug.data._census import load_adult, write_census_demo
 from fedplug.data._columns import ColumnSpec
 from fedplug.data._combine import combine_pod_schemas
 from fedplug.data._pod import LoadedPod, Pod, PodPolicy
+from fedplug.data._published import published_schemas
 from fedplug.data._render import render_schema_table
 from fedplug.data._resolve import resolve_pod
 from fedplug.data._schema import Schema
@@ -42,6 +43,7 @@ __all__ = [
     "combine_pod_schemas",
     "datasource_from_config",
     "load_adult",
+    "published_schemas",
     "render_schema_table",
     "resolve_pod",
     "split_from_config",

@@ -7,9 +7,16 @@ from collections.abc import Iterable, Mapping
 from fedplug._errors import SchemaError
 from fedplug.data._columns import Category, ColumnSpec
 from fedplug.data._schema import Schema
-from fedplug.data._text import quoted
+from fedplug.data._text import quoted, short_value
 
 _FIX_VOCABULARY = "agree on one schema file and load it in each pod (schema.file in the pod YAML)"
+_FIX_UNION = (
+    "Where vocabularies differ: agree on one schema file and load it in each pod (schema.file "
+    "in the pod YAML); pods that inferred their schemas from their own data get one from the "
+    "union of their vocabularies, with combine_pod_schemas(..., vocabularies='union') and "
+    "Schema.to_yaml, or `fedplug schema agree POD... -o agreed.schema.yaml`."
+)
+VOCABULARIES: tuple[str, ...] = ("exact", "union")
 
 
 def _pods(names: Iterable[str]) -> str:
@@ -37,11 +44,12 @@ def _vocabulary_problem(column: str, specs: Mapping[str, ColumnSpec]) -> str | N
         clauses.append(
             f"{_pods(holders)} {has} extra {list(values)!r}, {_pods(lacking)} {lacks} {it}"
         )
-    return f"column {column!r}: vocabularies differ: {'; '.join(clauses)}; {_FIX_VOCABULARY}"
+    # The fix is said once, after all problems (see combine_pod_schemas).
+    return f"column {column!r}: vocabularies differ: {'; '.join(clauses)}"
 
 
 def _combine_column(
-    column: str, specs: Mapping[str, ColumnSpec]
+    column: str, specs: Mapping[str, ColumnSpec], vocabularies: str
 ) -> tuple[ColumnSpec | None, list[str]]:
     problems: list[str] = []
     stypes = {pod: spec.stype for pod, spec in specs.items()}
@@ -65,17 +73,23 @@ def _combine_column(
                 f"column {column!r}: value types differ: {described}; {_FIX_VOCABULARY}"
             )
             return None, problems
+    categories = first.categories
     if first.stype == "categorical":
-        problem = _vocabulary_problem(column, specs)
-        if problem:
-            problems.append(problem)
-            return None, problems
+        if vocabularies == "union":
+            # Same dtype in every pod (checked above), so the values sort together;
+            # ColumnSpec stores them sorted, which makes the order deterministic.
+            categories = tuple(set().union(*(s.categories or () for s in specs.values())))
+        else:
+            problem = _vocabulary_problem(column, specs)
+            if problem:
+                problems.append(problem)
+                return None, problems
     description = next((s.description for s in specs.values() if s.description), None)
     combined = ColumnSpec(
         name=column,
         stype=first.stype,
         dtype=dtype,
-        categories=first.categories,
+        categories=categories,
         nullable=any(s.nullable for s in specs.values()),
         description=description,
     )
@@ -83,15 +97,28 @@ def _combine_column(
 
 
 def combine_pod_schemas(
-    schemas: Mapping[str, Schema], columns: Iterable[str] | None = None
+    schemas: Mapping[str, Schema],
+    columns: Iterable[str] | None = None,
+    *,
+    vocabularies: str = "exact",
 ) -> Schema:
     """Check that the pods' schemas agree and return the combined schema.
 
-    ``schemas`` maps pod name -> schema. Every used column (``columns``, or the union of all
-    pods' columns) must be in every pod with the same stype and, for categorical columns,
-    the same vocabulary. All mismatches are reported in one ``SchemaError``. The combined
-    ``num_rows`` is the pods' sum.
+    ``schemas`` maps pod name -> schema (what each pod publishes: metadata, never rows).
+    Every used column (``columns``, or the union of all pods' columns) must be in every pod
+    with the same stype (int and float continuous columns combine as float). Categorical
+    vocabularies must be equal with ``vocabularies="exact"``; with ``"union"`` the combined
+    vocabulary is their union, so pods that inferred their schemas from different subsets of
+    the data reach one schema each can adopt (a pod may hold a subset of a vocabulary). A
+    column is nullable if it is in any pod. All mismatches are reported in one
+    ``SchemaError``. The combined ``num_rows`` is the pods' sum.
     """
+    if vocabularies not in VOCABULARIES:
+        raise SchemaError(
+            f"combine_pod_schemas: vocabularies must be one of {quoted(VOCABULARIES)}, got "
+            f"{short_value(vocabularies)}; 'exact' requires equal vocabularies, 'union' "
+            "combines them"
+        )
     if not isinstance(schemas, Mapping) or not schemas:
         raise SchemaError(
             "combine_pod_schemas needs a non-empty mapping of pod name -> Schema; fetch each "
@@ -128,14 +155,19 @@ def combine_pod_schemas(
                 "datastructure (ignore_cols)"
             )
             continue
-        spec, found = _combine_column(column, {pod: schemas[pod][column] for pod in pods})
+        spec, found = _combine_column(
+            column, {pod: schemas[pod][column] for pod in pods}, vocabularies
+        )
         problems += found
         if spec is not None:
             combined.append(spec)
     if problems:
+        vocabulary = any(": vocabularies differ: " in p for p in problems)
         raise SchemaError(
             f"the schemas of {_pods(pods)} do not agree ({len(problems)} problem"
-            f"{'s' if len(problems) != 1 else ''}):\n" + "\n".join(f"  - {p}" for p in problems)
+            f"{'s' if len(problems) != 1 else ''}):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+            + (f"\n{_FIX_UNION}" if vocabulary else "")
         )
     counts = [s.num_rows for s in schemas.values()]
     known = [c for c in counts if c is not None]
