@@ -174,6 +174,8 @@ class TabularClassifier:
 
         self._check_params()  # fail fast, before any pod data is read
         pods = _pods(pod_identifiers, pod_dirs)
+        # Each pod's table against the datastructure, before any pod reads data.
+        self.datastructure.check_pods([pod for _, pod in pods])
         schema = self.schema
         if schema is None:
             schema = _combine_schemas({pod.name: pod.load().schema for _, pod in pods})

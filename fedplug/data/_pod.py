@@ -16,13 +16,14 @@ import pandas as pd
 from fedplug._errors import (
     ConfigError,
     DataSourceError,
+    DataStructureError,
     DataValidationError,
     PodConfigError,
     SchemaError,
 )
 from fedplug._validation import check_known_keys, int_at_least, positive_int
 from fedplug.data._schema import Schema
-from fedplug.data._sources import Datasource, datasource_from_config
+from fedplug.data._sources import Datasource, SQLSource, datasource_from_config
 from fedplug.data._splits import PercentageSplit, Split, split_from_config
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._yaml import read_yaml
@@ -453,6 +454,41 @@ class Pod:
                     f"{where}: identity.pinned_keys[{pod!r}] is not a base64 public key "
                     f"({short_value(value)}); paste the key the pod's owner published"
                 ) from exc
+
+    # -- the table a task names -----------------------------------------------------------
+    def table_names(self) -> tuple[str, ...]:
+        """The names of the one table this pod serves: its own name, and for a SQL table
+        (``datasource.table``) that table's name."""
+        names = [self.name]
+        if isinstance(self.datasource, SQLSource) and isinstance(self.datasource.table, str):
+            names.append(self.datasource.table)
+        return tuple(dict.fromkeys(names))
+
+    def check_table(self, table: object) -> None:
+        """Refuse a datastructure's ``table`` for this pod unless it names the pod's table.
+
+        A pod serves one table, the one its owner configured and its schema describes;
+        a task cannot make it read another (even another table of the same database).
+        ``None`` (no table named) is always fine.
+        """
+        if table is None:
+            return
+        names = self.table_names()
+        if table in names:
+            return
+        if isinstance(self.datasource, SQLSource) and self.datasource.table is not None:
+            held = f"its datasource reads SQL table {self.datasource.table!r} only"
+        else:
+            held = (
+                f"its datasource ({_describe(self.datasource)}) is one table, named after the pod"
+            )
+        raise DataStructureError(
+            f"datastructure: table {short_value(table)} for pod {self.name!r} is not a table "
+            f"this pod serves: {held}, and a pod serves only the table its owner configured "
+            f"(validated against its schema). Tables of pod {self.name!r}: {quoted(names)}. "
+            f"Write table={{{self.name!r}: {names[-1]!r}}} (datastructure.table), or leave "
+            "table out"
+        )
 
     def _schema_file_schema(self) -> Schema | None:
         if isinstance(self.schema, Schema) or self.schema is None:

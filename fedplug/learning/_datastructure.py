@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fedplug._errors import DataStructureError
 from fedplug._validation import check_known_keys
 
 if TYPE_CHECKING:
     from fedplug.data import Schema
+
+
+class PodTables(Protocol):
+    """What :meth:`DataStructure.check_pods` needs of a pod (``fedplug.Pod`` has it)."""
+
+    name: str
+
+    def check_table(self, table: object) -> None: ...
+
 
 _KEYS = ("target", "table", "selected_cols", "ignore_cols")
 
@@ -140,24 +149,63 @@ class DataStructure:
             target=self.target, categorical=cat, continuous=cont, classes=classes
         )
 
-    def check_pods(self, pod_names: Iterable[str]) -> None:
-        """With a per-pod ``table`` mapping, every pod must be in it and vice versa."""
-        if not isinstance(self.table, Mapping):
+    def table_for(self, pod: str) -> str | None:
+        """The table named for ``pod``: the one ``table`` name, its entry, or None."""
+        if isinstance(self.table, Mapping):
+            return self.table.get(pod)
+        return self.table
+
+    def _check_table_value(self) -> None:
+        table = self.table
+        if table is None or (isinstance(table, str) and table):
             return
-        pods = set(pod_names)
-        mapped = set(self.table)
-        missing = sorted(pods - mapped)
-        extra = sorted(mapped - pods)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"pod(s) {missing} have no entry in datastructure.table")
-            if extra:
-                parts.append(f"datastructure.table names pod(s) {extra} that are not in the run")
+        if isinstance(table, Mapping):
+            bad = {
+                k: v
+                for k, v in table.items()
+                if not isinstance(k, str) or not isinstance(v, str) or not v
+            }
+            if not bad:
+                return
             raise DataStructureError(
-                "datastructure: " + "; ".join(parts) + f" (pods in the run: {sorted(pods)}); "
-                "give exactly one table per pod in datastructure.table"
+                f"datastructure: table must map pod names to table names (strings), got "
+                f"{bad!r}; write e.g. table={{'pod-a': 'pod-a'}}"
             )
+        raise DataStructureError(
+            f"datastructure: table must be a table name or a mapping {{pod name: table "
+            f"name}}, got {table!r}; leave it out to use each pod's own table"
+        )
+
+    def check_pods(self, pods: Iterable[str | PodTables]) -> None:
+        """Check ``table`` against the pods of a run, before any pod reads data.
+
+        ``pods`` are pod names or pod objects (``fedplug.Pod``). With a per-pod ``table``
+        mapping, every pod must be in it and vice versa; with pod objects, each pod must
+        serve the table named for it (see ``Pod.check_table``).
+        """
+        self._check_table_value()
+        entries = list(pods)
+        names = [p if isinstance(p, str) else p.name for p in entries]
+        if isinstance(self.table, Mapping):
+            present = set(names)
+            mapped = set(self.table)
+            missing = sorted(present - mapped)
+            extra = sorted(mapped - present)
+            if missing or extra:
+                parts = []
+                if missing:
+                    parts.append(f"pod(s) {missing} have no entry in datastructure.table")
+                if extra:
+                    parts.append(
+                        f"datastructure.table names pod(s) {extra} that are not in the run"
+                    )
+                raise DataStructureError(
+                    "datastructure: " + "; ".join(parts) + f" (pods in the run: "
+                    f"{sorted(present)}); give exactly one table per pod in datastructure.table"
+                )
+        for pod in entries:
+            if not isinstance(pod, str):
+                pod.check_table(self.table_for(pod.name))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML/JSON-safe dictionary."""
