@@ -29,6 +29,7 @@ SUPPORTED_PLUGIN_APIS: dict[str, frozenset[int]] = {
     "models": frozenset({1, 2}),
     "datasources": frozenset({1, 2}),
     "aggregators": frozenset({2}),
+    "pod_models": frozenset({2}),
 }
 #: What a plugin of a kind written for an older plugin API must change, by (kind, version).
 CHANGES = {
@@ -42,12 +43,13 @@ CHANGES = {
 #: The attribute a plugin declares its plugin API version in.
 API_ATTRIBUTE = "fedplug_plugin_api"
 
-KINDS = ("strategies", "models", "datasources", "aggregators")
+KINDS = ("strategies", "models", "datasources", "aggregators", "pod_models")
 _SINGULAR = {
     "strategies": "strategy",
     "models": "model",
     "datasources": "datasource",
     "aggregators": "aggregator",
+    "pod_models": "pod model",
 }
 
 
@@ -252,3 +254,30 @@ def resolve(kind: str, name: str) -> tuple[Any, PluginInfo]:
 def load_plugin(kind: str, name: str) -> Any:
     """Load a plugin by entry-point name, or by an import path (``pkg.mod:attr``)."""
     return resolve(kind, name)[0]
+
+
+def load_pod_model(name: str, accepted: Iterable[str], pod: str) -> Any:
+    """The pod half of model plugin ``name``, as a pod loads it for a task the server sent.
+
+    The server names the model as data: only an installed entry-point name that the pod's
+    policy accepts loads, never an import path (which would let a server pick any code on
+    the pod's machine to run).
+    """
+    from fedplug._errors import PolicyRefusal
+
+    accepted = list(accepted)
+    if not isinstance(name, str) or name not in accepted:
+        raise PolicyRefusal(
+            f"pod {pod!r} refuses model plugin {name!r}: its policy.accepted_models is "
+            f"{accepted}. Its owner adds {name!r} to policy.accepted_models in the pod YAML "
+            "(after installing the plugin), or the modeller picks an accepted model.",
+            reason="model-not-accepted",
+            pods=[pod],
+        )
+    if name not in _entries("pod_models"):
+        raise PluginError(
+            f"pod {pod!r} accepts model plugin {name!r} but no installed distribution provides "
+            f"its pod half (entry point {name!r} in group fedplug.pod_models); installed: "
+            f"{available('pod_models')}. Install the model plugin's package on the pod's machine."
+        )
+    return load_plugin("pod_models", name)

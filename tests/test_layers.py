@@ -23,6 +23,8 @@ LAYERS = {
     "_api": 5,
     "cli": 5,
     "_task_builder": 5,
+    "_trees": 5,
+    "_config_checks": 5,
     "_errors": 0,
     "_validation": 0,
     "_version": 0,

@@ -67,6 +67,7 @@ def handle_schema(message: Message, context: Context, runtime: PodRuntime) -> Me
         metadata,
         require_secure=bool(policy.require_secure_aggregation),
         min_pods=int(policy.min_pods),
+        accepted_models=policy.accepted_models,
     )
 
 

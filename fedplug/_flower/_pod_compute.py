@@ -5,9 +5,12 @@ Shared by the plaintext handlers (``_pod_app``) and the secure ones (``_secure_p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from flwr.app import ConfigRecord, Message
 
+from fedplug._errors import ModelMismatchError
 from fedplug.learning import TrainingTask
 
 from . import _wire as wire
@@ -20,8 +23,16 @@ def _task(message: Message) -> tuple[TrainingTask, ConfigRecord]:
 
 
 def is_stats_exchange(message: Message) -> bool:
+    """Whether the message asks for a vector of statistics (not model weights)."""
     config = wire.task_config(message)
-    return str(config.get(wire.PHASE_KEY, wire.PHASE_FIT)) == wire.PHASE_STATS
+    phase = str(config.get(wire.PHASE_KEY, wire.PHASE_FIT))
+    return phase in (wire.PHASE_STATS, wire.PHASE_EXCHANGE)
+
+
+def is_model_exchange(message: Message) -> bool:
+    """Whether the message is a model's own exchange (every pod weighted one)."""
+    config = wire.task_config(message)
+    return str(config.get(wire.PHASE_KEY, wire.PHASE_FIT)) == wire.PHASE_EXCHANGE
 
 
 def plaintext_update(
@@ -32,9 +43,21 @@ def plaintext_update(
     task, config = _task(message)
     runtime.require_peers_allowed(wire.task_pods(config, runtime.name))
     trainer = runtime.trainer(task)
-    if is_stats_exchange(message):
+    phase = str(config.get(wire.PHASE_KEY, wire.PHASE_FIT))
+    if phase == wire.PHASE_STATS:
         vector, n = trainer.moments()
         return [vector], {}, n
+    if phase == wire.PHASE_EXCHANGE:
+        request = json.loads(str(config[wire.REQUEST_KEY]))
+        answer = np.asarray(trainer.answer(request), dtype=np.float64).reshape(-1)
+        size = sum(int(np.size(a)) for a in wire.global_arrays(message))
+        if answer.size != size:
+            raise ModelMismatchError(
+                f"model plugin {task.model_plugin!r} answered {answer.size} values where the "
+                f"server asked for {size}; the pod and server run different plugin versions"
+            )
+        # Weight one per pod: the server multiplies the mean back into the sum.
+        return [answer], {}, 1
     weights = wire.global_arrays(message)
     # FedProx sends its proximal coefficient in the train config.
     mu = wire.as_float(config.get("proximal-mu", 0.0))

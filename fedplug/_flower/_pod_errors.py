@@ -72,6 +72,9 @@ REFUSALS: dict[str, str] = {
     "for another exchange or a second time",
     "bundle-refused": "the run's app bundle carries code or names components other than "
     "fedplug's; a pod runs only the fedplug installed on its machine: run fedplug's own app",
+    "model-not-accepted": "its policy does not accept this model plugin "
+    "(policy.accepted_models); ask the pod's owner to install the plugin and add it to "
+    "policy.accepted_models, or pick a model the pods accept",
     "unsafe-launch": "the pod was started with plain flower-supernode, which runs whatever "
     "code an app bundle names; its owner must start it with `fedplug pod start POD.yaml`",
 }

@@ -13,8 +13,9 @@ from pathlib import Path
 from flwr.app import Context
 
 from fedplug._errors import PodConfigError, PolicyRefusal
+from fedplug._plugins import load_pod_model
 from fedplug.data import LoadedPod, Pod
-from fedplug.learning import PodTrainer, TrainingTask
+from fedplug.learning import PodModel, TrainingTask
 
 # The node-config key a SuperNode uses to name its pod file.
 POD_NODE_CONFIG_KEY = "pod"
@@ -30,18 +31,20 @@ class PodRuntime:
 
     pod: Pod
     data: LoadedPod
-    trainers: dict[str, PodTrainer]
+    trainers: dict[str, PodModel]
 
     @property
     def name(self) -> str:
         return self.pod.name
 
-    def trainer(self, task: TrainingTask) -> PodTrainer:
+    def trainer(self, task: TrainingTask) -> PodModel:
+        """The pod half of the task's model plugin, loaded only if the policy accepts it."""
         key = task.digest()
         if key not in self.trainers:
+            cls = load_pod_model(task.model_plugin, self.pod.policy.accepted_models, self.name)
             # Only the newest task's encoded tensors are worth keeping in memory.
             self.trainers.clear()
-            self.trainers[key] = PodTrainer(task, self.data.train, self.data.validation)
+            self.trainers[key] = cls(task, self.data.train, self.data.validation)
         return self.trainers[key]
 
     # -- policy --------------------------------------------------------------------------

@@ -20,7 +20,12 @@ from fedplug.secagg import FixedPointCodec, IdentityKey, PodProtocol, Q
 from fedplug.secagg._field import pack, padded_size
 
 from . import _wire as wire
-from ._pod_compute import is_stats_exchange, plaintext_metrics, plaintext_update
+from ._pod_compute import (
+    is_model_exchange,
+    is_stats_exchange,
+    plaintext_metrics,
+    plaintext_update,
+)
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
 from ._wire import SecureParams
@@ -139,14 +144,17 @@ def _encode(
         )
         offset += size
     values[cut : cut + len(keys)] = [metrics[k] for k in keys]
+    # A model's exchange weighs every pod one (no count is sent), so its encoding needs no
+    # room for max_weight: the sum keeps that factor more precision.
+    weight_bound = 1 if is_model_exchange(message) else params.max_weight
     codec = FixedPointCodec(
-        params.stats_clip if stats else params.clip, params.max_weight, params.n_pods, params.q
+        params.stats_clip if stats else params.clip, weight_bound, params.n_pods, params.q
     )
     # Encoded in place: the float64 buffer becomes the field vector (no second copy).
     # A count above max_weight is capped, never refused: a refusal would tell the server,
     # one bit per run, whether this pod's count exceeds a bound of its choosing. The cap
     # is counted with the clipped values (summed, so reported for the federation only).
-    weight = min(int(n), int(params.max_weight))
+    weight = min(int(n), int(weight_bound))
     if weight < n:
         logger.warning(
             "pod %s: %d examples exceed the aggregator's max_weight=%d; weighted as %d",
@@ -158,7 +166,7 @@ def _encode(
     encoded, clipped = codec.encode_weighted(values, weight, out=values.view(np.uint64))
     encoded[-2] = codec.encode_count(weight)
     # The clipped count is capped the same way (it only ever reports that clipping happened).
-    encoded[-1] = codec.encode_count(min(int(clipped) + int(weight < n), int(params.max_weight)))
+    encoded[-1] = codec.encode_count(min(int(clipped) + int(weight < n), int(weight_bound)))
     return buffer.view(np.uint64), length, keys
 
 

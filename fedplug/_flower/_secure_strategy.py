@@ -235,6 +235,7 @@ class SecureAggregationStrategy(PodStrategy):
         self._global: list[np.ndarray] = []
         self._params: SecureParams | None = None
         self._stats = False
+        self._exchange = False  # a model's exchange: every pod weighted one
 
     def summary(self) -> None:
         logger.info("secure aggregation over GF(%d), wrapping:", self.settings.prime_q)
@@ -248,6 +249,8 @@ class SecureAggregationStrategy(PodStrategy):
         widest clip that still leaves 2^10 steps per unit. The second sends moments of
         order one and uses the configured ``stats_clip``.
         """
+        if wire.BOUND_KEY in config:  # a model's exchange states its own bound
+            return float(wire.as_float(config[wire.BOUND_KEY]))
         if not self._stats or TrainingTask.from_json(str(config[wire.TASK_KEY])).stats_unit:
             return float(self.settings.stats_clip)
         roster = len(self.keys.roster) * int(self.settings.max_weight)
@@ -295,7 +298,9 @@ class SecureAggregationStrategy(PodStrategy):
     ) -> Iterable[Message]:
         self._grid = grid
         self._global = arrays.to_numpy_ndarrays()
-        self._stats = str(config.get(wire.PHASE_KEY, "")) == wire.PHASE_STATS
+        phase = str(config.get(wire.PHASE_KEY, ""))
+        self._stats = phase in (wire.PHASE_STATS, wire.PHASE_EXCHANGE)
+        self._exchange = phase == wire.PHASE_EXCHANGE
         inner = self.inner.configure_train(
             server_round, arrays, self.with_pods(config), PodGrid(grid, self.session)
         )
@@ -373,7 +378,7 @@ class SecureAggregationStrategy(PodStrategy):
             total = recovered
         codec = FixedPointCodec(
             params.stats_clip if self._stats else params.clip,
-            params.max_weight,
+            1 if self._exchange else params.max_weight,
             params.n_pods,
             params.q,
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
@@ -16,7 +17,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedplug._errors import PluginError, PodConfigError, PolicyRefusal, SchemaError, TrainingError
 from fedplug.data import Schema, combine_pod_schemas
-from fedplug.learning import TrainingTask, moment_units, scaling_for
+from fedplug.learning import Exchange, TrainingTask, moment_units, scaling_for
 
 from . import _wire as wire
 from ._aggregators import Aggregator
@@ -44,6 +45,10 @@ class RunPlan:
     #: The pods' SuperNodes and what they publish, when the caller has already found them
     #: (``flwr run`` does, to build the model from the pods' schemas): not asked again.
     found: tuple[dict[int, str], dict[str, PodInfo]] | None = None
+    #: For a model trained by its own exchanges (not by rounds of a Flower strategy): it
+    #: takes the federation's exchange and the scaled task, and returns the trained state
+    #: and the history.
+    driver: ModelDriver | None = None
 
 
 @dataclass
@@ -53,6 +58,60 @@ class RunResult:
     history: list[dict]
     pods: list[str]
     seconds: float
+    #: What a driver-trained model returned (``None`` for strategy-trained models).
+    state: Any = None
+
+
+ModelDriver = Callable[[Exchange, TrainingTask, RoundCallback | None], tuple[Any, list[dict]]]
+
+
+class AggregatorExchange:
+    """A model's exchanges through the run's aggregator: the sum over pods of their answers.
+
+    Each exchange is a train message (phase ``exchange``) whose reply is one vector per pod,
+    weighted one: the aggregator's weighted mean times the number of pods is the sum, and
+    under secure aggregation the server learns only that sum.
+    """
+
+    def __init__(
+        self, grid: Grid, plan: RunPlan, session: PodSession, state: object, task: TrainingTask
+    ) -> None:
+        self.grid, self.plan, self.session, self.state, self.task = grid, plan, session, state, task
+        self.count = 0
+
+    def sum(self, request: dict[str, Any], size: int, bound: float | None) -> np.ndarray:
+        inner = FlowerFedAvg(
+            min_train_nodes=len(self.session.pods), min_available_nodes=len(self.session.pods)
+        )
+        strategy = _wrap(self.plan, inner, self.session, self.state)
+        limit = float(bound) if bound is not None else float(self._count_bound())
+        config = ConfigRecord(
+            {
+                wire.TASK_KEY: self.task.to_json(),
+                wire.PHASE_KEY: wire.PHASE_EXCHANGE,
+                wire.REQUEST_KEY: json.dumps(request),
+                wire.BOUND_KEY: max(limit, 1.0),
+            }
+        )
+        self.count += 1
+        messages = list(
+            strategy.configure_train(self.count, ArrayRecord([np.zeros(size)]), config, self.grid)
+        )
+        replies = list(self.grid.send_and_receive(messages, timeout=self.plan.round_timeout))
+        arrays, _ = strategy.aggregate_train(self.count, replies)
+        answered = [r for r in replies if not r.has_error()]
+        if arrays is None or len(answered) < len(self.session.pods):
+            raise TrainingError(
+                f"exchange {self.count} of model plugin {self.task.model_plugin!r}: "
+                f"{len(answered)} of {len(self.session.pods)} pods answered; this model needs "
+                "every pod in every exchange (its statistics are sums over all rows). See the "
+                "warnings above, fix the pod, and rerun."
+            )
+        return arrays.to_numpy_ndarrays()[0].astype(np.float64) * len(answered)
+
+    def _count_bound(self) -> float:
+        # Counts: at most one pod's example count, which a secure aggregator bounds.
+        return float(getattr(self.plan.aggregator, "max_weight", 1_000_000))
 
 
 def discover_pods(
@@ -153,6 +212,22 @@ def check_task_against_pods(plan: RunPlan, infos: dict[str, PodInfo]) -> None:
             reason="secure-aggregation-required",
             pods=needing,
         )
+    model = plan.task.model_plugin
+    refusing = sorted(
+        pod
+        for pod, info in infos.items()
+        if info.accepted_models is not None and model not in info.accepted_models
+    )
+    if refusing:
+        accepted = {p: list(infos[p].accepted_models or ()) for p in refusing}
+        raise PolicyRefusal(
+            f"pod(s) {refusing} do not accept model plugin {model!r}: their "
+            f"policy.accepted_models is {accepted}. Pick a model every pod accepts, or ask "
+            f"the pods' owners to install the plugin and add {model!r} to "
+            "policy.accepted_models in the pod YAML.",
+            reason="model-not-accepted",
+            pods=refusing,
+        )
     published = {p: Schema.from_dict(i.schema) for p, i in infos.items()}
     task_schema = Schema.from_dict(plan.task.schema)
     combined = combine_pod_schemas(published, columns=list(task_schema.columns))
@@ -229,6 +304,17 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
     session = PodSession(pods=nodes, round_timeout=plan.round_timeout)
     state = plan.aggregator.setup(grid, session)
     task = cross_pod_scaling(grid, plan, session, state, plan.task)
+    if plan.driver is not None:
+        exchange = AggregatorExchange(grid, plan, session, state, task)
+        trained, history = plan.driver(exchange, task, plan.on_round)
+        return RunResult(
+            weights=[],
+            task=task,
+            history=history,
+            pods=list(plan.pods),
+            seconds=time.monotonic() - started,
+            state=trained,
+        )
     strategy = _wrap(plan, plan.strategy, session, state, plan.on_round)
     config = ConfigRecord({wire.TASK_KEY: task.to_json(), wire.PHASE_KEY: wire.PHASE_FIT})
     result = strategy.start(

@@ -60,6 +60,11 @@ TASK_KEY = "fedplug-task"
 PODS_KEY = "fedplug-pods"  # the task's pods, so each pod checks them against its policy
 PHASE_KEY = "fedplug-phase"
 PHASE_STATS = "stats"
+#: A model's own exchange: pods answer the request in REQUEST_KEY with a vector that is
+#: summed over pods; BOUND_KEY bounds one pod's elements (a secure aggregator's clip).
+PHASE_EXCHANGE = "exchange"
+REQUEST_KEY = "fedplug-request"
+BOUND_KEY = "fedplug-bound"
 PHASE_FIT = "fit"
 
 # The record that carries secure-aggregation parameters next to "config".
@@ -295,7 +300,12 @@ def global_arrays(message: Message) -> list[np.ndarray]:
 
 # -- what a pod replies ---------------------------------------------------------------
 def schema_reply(
-    message: Message, pod: str, schema: dict, require_secure: bool, min_pods: int
+    message: Message,
+    pod: str,
+    schema: dict,
+    require_secure: bool,
+    min_pods: int,
+    accepted_models: Sequence[str] = (),
 ) -> Message:
     record = ConfigRecord(
         {
@@ -303,6 +313,7 @@ def schema_reply(
             "schema": json.dumps(schema),
             "require-secure": bool(require_secure),
             "min-pods": int(min_pods),
+            "accepted-models": json.dumps(list(accepted_models)),
         }
     )
     return Message(RecordDict({SCHEMA: record}), reply_to=message)
@@ -438,6 +449,8 @@ class PodInfo:
     schema: dict
     require_secure: bool
     min_pods: int
+    #: The model plugins its policy accepts (``None``: a pod that does not say).
+    accepted_models: tuple[str, ...] | None = None
 
 
 def read_schema_reply(reply: Message) -> PodInfo:
@@ -451,9 +464,19 @@ def read_schema_reply(reply: Message) -> PodInfo:
             schema=schema,
             require_secure=bool(record["require-secure"]),
             min_pods=as_int(record["min-pods"]),
+            accepted_models=_models(record.get("accepted-models")),
         )
 
     return _read("a pod's schema reply", read)
+
+
+def _models(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    models = json.loads(str(value))
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise MalformedMessage("the accepted models are not a list of names")
+    return tuple(models)
 
 
 def read_bundle_reply(reply: Message) -> dict:

@@ -46,8 +46,11 @@ POLICY_KEYS: tuple[str, ...] = (
     "min_pods",
     "accepted_tasks",
     "min_threshold",
+    "accepted_models",
 )
 IDENTITY_KEYS: tuple[str, ...] = ("key_file", "pinned_keys")
+#: The model plugins fedplug ships, which a pod accepts unless its policy says otherwise.
+BUILTIN_MODELS: tuple[str, ...] = ("tabular-classifier", "gradient-boosted-trees")
 _POD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -89,6 +92,9 @@ class PodPolicy:
     # The least number of pods whose shares recover a self-mask (beyond a majority of the
     # run's pods, which every pod requires): a higher bar for a server colluding with pods.
     min_threshold: int = 0
+    # Model plugins (entry-point names in fedplug.pod_models) this pod runs: the server
+    # names one as data; the pod loads it from what its owner installed, never from a path.
+    accepted_models: tuple[str, ...] = BUILTIN_MODELS
 
     def __post_init__(self) -> None:
         if not isinstance(self.require_secure_aggregation, bool):
@@ -121,6 +127,13 @@ class PodPolicy:
                 f"{did_you_mean(unknown[0], TASK_KINDS)}; known kinds: {quoted(TASK_KINDS)}"
             )
         object.__setattr__(self, "accepted_tasks", tuple(dict.fromkeys(tasks)))
+        models = _names(
+            self.accepted_models,
+            "policy.accepted_models",
+            "model plugin names",
+            "[tabular-classifier, gradient-boosted-trees]",
+        )
+        object.__setattr__(self, "accepted_models", tuple(dict.fromkeys(models)))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> PodPolicy:
@@ -134,6 +147,7 @@ class PodPolicy:
             "min_pods": self.min_pods,
             "accepted_tasks": list(self.accepted_tasks),
             "min_threshold": self.min_threshold,
+            "accepted_models": list(self.accepted_models),
         }
 
 

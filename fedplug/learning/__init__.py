@@ -5,17 +5,27 @@ Uses torch and :mod:`fedplug.data`; never Flower.
 
 from __future__ import annotations
 
+from ._boosting import BoostingParams, BoostingSetup, Ensemble, Exchange, fit_ensemble
+from ._boosting_pod import BoostingPod
 from ._datastructure import DataStructure, ResolvedColumns
 from ._encoding import EncodedTable, TabularEncoder
 from ._evaluation import evaluate_local
 from ._metrics import classification_metrics, roc_auc
 from ._model import TabularNet, TabularNetSpec, embedding_dim, get_weights, set_weights
 from ._optimizer import Optimizer
+from ._pod_model import PodModel
 from ._stats import local_feature_moments, moment_units, scaling_from_moments
 from ._task import PodTrainer, TrainingTask, scaling_for  # noqa: E402 - uses the above
 from ._training import train_local
 
 __all__ = [
+    "BoostingParams",
+    "BoostingPod",
+    "BoostingSetup",
+    "Ensemble",
+    "Exchange",
+    "PodModel",
+    "fit_ensemble",
     "PodTrainer",
     "TrainingTask",
     "scaling_for",

@@ -22,7 +22,8 @@ from ._encoding import EncodedTable, TabularEncoder
 from ._evaluation import evaluate_local
 from ._model import TabularNetSpec, get_weights, set_weights
 from ._optimizer import Optimizer
-from ._stats import local_feature_moments, scaling_from_moments
+from ._pod_model import PodModel
+from ._stats import scaling_from_moments
 from ._training import train_local
 
 
@@ -43,6 +44,8 @@ class TrainingTask:
     # Set between the two statistics exchanges: moments are then of (x - center) / unit.
     stats_center: list[float] = field(default_factory=list)
     stats_unit: list[float] = field(default_factory=list)
+    #: The model plugin whose pod half runs this task (an entry-point name pods load).
+    model_plugin: str = "tabular-classifier"
 
     def to_json(self) -> str:
         # Key order matters: column order defines the model inputs.
@@ -70,34 +73,13 @@ class TrainingTask:
         return DataStructure.from_dict(self.datastructure).resolve(schema).continuous
 
 
-class PodTrainer:
-    """Pod-side execution of a task on one pod's (already validated) frames."""
+class PodTrainer(PodModel):
+    """The pod half of the ``tabular-classifier`` model plugin (the MLP)."""
 
     def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
-        self.task = task
-        self.schema = Schema.from_dict(task.schema)
-        self.datastructure = DataStructure.from_dict(task.datastructure)
-        self.resolved = self.datastructure.resolve(self.schema)
+        super().__init__(task, train, validation)
         self.spec = TabularNetSpec.from_dict(task.model)
-        self._train_frame = train
-        self._validation_frame = validation
         self._encoded: dict[str, EncodedTable] = {}
-
-    # -- feature statistics -------------------------------------------------------------
-    def moments(self) -> tuple[np.ndarray, int]:
-        """This pod's statistics and the number of rows they summarise.
-
-        First exchange: the column means. Second (once the task carries a public centre
-        and unit per column): the first two moments of ``(x - centre) / unit``.
-        """
-        columns = self.resolved.continuous
-        if not self.task.stats_unit:
-            vector = local_feature_moments(self._train_frame, columns)[: len(columns)]
-        else:
-            vector = local_feature_moments(
-                self._train_frame, columns, self.task.stats_center, self.task.stats_unit
-            )
-        return vector, len(self._train_frame)
 
     # -- training and evaluation --------------------------------------------------------
     def _data(self, part: str) -> EncodedTable:

@@ -1,0 +1,307 @@
+"""The ``gradient-boosted-trees`` model plugin's server half: fit, predict, persist.
+
+Every statistic the algorithm uses is a sum over pods through the run's aggregator (see
+:mod:`fedplug.learning._boosting`), so it runs unchanged under ``aggregator=fedavg`` and
+``aggregator=secure``; the trained ensemble needs no pod to predict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedplug._errors import ConfigError, ModelFileError, NotFittedError
+from fedplug.data import Schema
+from fedplug.learning import (
+    BoostingParams,
+    BoostingSetup,
+    DataStructure,
+    Ensemble,
+    Exchange,
+    TrainingTask,
+    fit_ensemble,
+)
+from fedplug.learning._boosting_pod import MAX_ROW_LOSS
+
+MODEL_FORMAT = "fedplug.gradient-boosted-trees/1"
+PLUGIN_NAME = "gradient-boosted-trees"
+_PARAMS = tuple(BoostingParams.__dataclass_fields__)
+
+
+def setup_for(task: TrainingTask) -> BoostingSetup:
+    """What the server knows before the first tree, from the (scaled) task."""
+    schema = Schema.from_dict(task.schema)
+    resolved = DataStructure.from_dict(task.datastructure).resolve(schema)
+    return BoostingSetup(
+        categorical={c: tuple(schema[c].categories or ()) for c in resolved.categorical},
+        continuous=list(resolved.continuous),
+        mean=list(task.mean),
+        std=list(task.std),
+        n_classes=len(resolved.classes),
+    )
+
+
+def _metrics(vector: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """Train and validation loss and accuracy from an ``eval`` exchange's sums."""
+    out = []
+    for rows, loss, correct in (vector[0:3], vector[3:6]):
+        n = float(np.rint(rows))
+        out.append({} if n <= 0 else {"loss": float(loss / n), "accuracy": float(correct / n)})
+    train, validation = out
+    return {f"train_{k}": v for k, v in train.items()}, validation
+
+
+def boosting_driver(
+    params: BoostingParams, eval_every: int
+) -> Callable[[Exchange, TrainingTask, Any], tuple[dict[str, Any], list[dict]]]:
+    """The server half's training loop, as the federation's runner calls it."""
+
+    def drive(
+        exchange: Exchange, task: TrainingTask, on_round: Any
+    ) -> tuple[dict[str, Any], list[dict]]:
+        history: list[dict] = []
+
+        def on_tree(trees: int, ensemble: Ensemble) -> None:
+            if trees % eval_every and trees != params.n_trees:
+                return
+            # Per-row losses are capped, so a pod's loss sum is at most MAX_ROW_LOSS per row.
+            vector = exchange.sum({"op": "eval", "ensemble": ensemble.to_dict()}, 6, None)
+            train, evaluate = _metrics(vector)
+            history.append({"round": trees, "train": train, "evaluate": evaluate})
+            if on_round is not None:
+                on_round(trees, train, evaluate)
+
+        ensemble = fit_ensemble(exchange, setup_for(task), params, on_tree=on_tree)
+        return ensemble.to_dict(), history
+
+    return drive
+
+
+class GradientBoostedTrees:
+    """Histogram gradient-boosted trees across pods (binary and multiclass classification).
+
+    Each tree level is one exchange: every pod sends per-feature gradient and hessian
+    histograms of the open nodes, the aggregator sums them (securely under
+    ``aggregator=secure``), and the server picks the splits. Bin edges come from cross-pod
+    statistics, never from one pod's values. ``__init__`` only stores its parameters.
+    """
+
+    fedplug_plugin_api = 2
+    #: The entry-point name of the pod half (group ``fedplug.pod_models``).
+    pod_model = PLUGIN_NAME
+
+    _fitted: tuple[TrainingTask, Ensemble]
+    history_: list[dict[str, Any]]
+
+    def __init__(
+        self,
+        datastructure: DataStructure,
+        schema: Schema | None = None,
+        n_trees: int = 100,
+        max_depth: int = 6,
+        learning_rate: float = 0.1,
+        reg_lambda: float = 1.0,
+        min_child_weight: float = 1.0,
+        gamma: float = 0.0,
+        max_bins: int = 256,
+        eval_every: int = 10,
+        seed: int = 42,
+    ) -> None:
+        self.datastructure = datastructure
+        self.schema = schema
+        self.n_trees = n_trees
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.reg_lambda = reg_lambda
+        self.min_child_weight = min_child_weight
+        self.gamma = gamma
+        self.max_bins = max_bins
+        self.eval_every = eval_every
+        self.seed = seed
+
+    # -- the model-plugin contract ----------------------------------------------------
+    @property
+    def rounds(self) -> int:
+        """Progress is counted in trees."""
+        return int(self.n_trees)
+
+    def params(self) -> BoostingParams:
+        return BoostingParams(**{name: getattr(self, name) for name in _PARAMS})
+
+    def _check_params(self) -> None:
+        if not isinstance(self.datastructure, DataStructure):
+            raise ConfigError(
+                "datastructure must be a fedplug.DataStructure, "
+                f"got {type(self.datastructure).__name__}."
+            )
+        self.params()
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int):
+            raise ConfigError(f"eval_every={self.eval_every!r} must be a positive integer.")
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every={self.eval_every!r} must be a positive integer.")
+
+    def _task(self, schema: Schema) -> TrainingTask:
+        resolved = self.datastructure.resolve(schema)
+        used = [resolved.target, *resolved.categorical, *resolved.continuous]
+        return TrainingTask(
+            schema=schema.select(used).to_dict(),
+            datastructure=self.datastructure.to_dict(),
+            model=self.params().to_dict(),
+            optimizer={},
+            epochs=None,
+            seed=int(self.seed),
+            model_plugin=self.pod_model,
+        )
+
+    def _initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
+        return []
+
+    def _driver(self) -> Callable[[Exchange, TrainingTask, Any], tuple[Any, list[dict]]]:
+        return boosting_driver(self.params(), int(self.eval_every))
+
+    def _attach(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
+        self._fitted = (task, Ensemble.from_dict(state))
+        self.history_ = history
+
+    # -- training -----------------------------------------------------------------------
+    def fit(
+        self,
+        pod_identifiers: Sequence[Any],
+        aggregator: Any = None,
+        *,
+        pod_dirs: Sequence[Path] | None = None,
+        round_timeout: float = 300.0,
+        backend: str = "auto",
+        cpus_per_pod: float = 1.0,
+        verbose: bool | int = True,
+        on_round: Callable[[int, dict, dict], None] | None = None,
+    ) -> list[dict]:
+        """Boost ``n_trees`` trees across the pods in a local simulation; return the history
+        (loss and accuracy on the pods' training and validation rows every ``eval_every``
+        trees)."""
+        from fedplug._api import fit_model
+
+        return fit_model(
+            self,
+            pod_identifiers,
+            aggregator,
+            pod_dirs=pod_dirs,
+            round_timeout=round_timeout,
+            backend=backend,
+            cpus_per_pod=cpus_per_pod,
+            verbose=verbose,
+            on_round=on_round,
+        )
+
+    # -- inference ----------------------------------------------------------------------
+    def _fitted_state(self) -> tuple[TrainingTask, Ensemble]:
+        fitted = getattr(self, "_fitted", None)
+        if fitted is None:
+            raise NotFittedError("this model is not trained: call fit() or deserialize() first.")
+        return fitted
+
+    def _bins(self, frame: pd.DataFrame, require_target: bool) -> np.ndarray:
+        task, ensemble = self._fitted_state()
+        if not isinstance(frame, pd.DataFrame):
+            raise ConfigError(f"predict() takes a pandas DataFrame, got {type(frame).__name__}.")
+        schema = Schema.from_dict(task.schema)
+        target = self.datastructure.target
+        keep = [c for c in schema.columns if require_target or c != target or c in frame]
+        caller = "evaluate()" if require_target else "predict() / predict_proba()"
+        schema.select(keep).validate(
+            frame,
+            where=f"the frame passed to {caller}",
+            fix="Fix the frame: give it the columns the model was trained on, with values its "
+            "schema allows (extra columns are ignored).",
+        )
+        return ensemble.binning.transform(frame)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities ``[rows, classes]``, in the order of :attr:`classes_`."""
+        _, ensemble = self._fitted_state()
+        return ensemble.predict_proba(self._bins(frame, require_target=False))
+
+    @property
+    def classes_(self) -> list[Any]:
+        task, _ = self._fitted_state()
+        schema = Schema.from_dict(task.schema)
+        return list(self.datastructure.resolve(schema).classes)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predicted class labels (values of the target column)."""
+        labels = self.predict_proba(frame).argmax(axis=1)
+        return np.asarray(self.classes_, dtype=object)[labels]
+
+    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+        """Loss, accuracy, AUC, F1, precision and recall on a labelled frame."""
+        from fedplug.learning import classification_metrics
+
+        _, ensemble = self._fitted_state()
+        bins = self._bins(frame, require_target=True)
+        proba = ensemble.predict_proba(bins)
+        labels = pd.Index(self.classes_).get_indexer(frame[self.datastructure.target])
+        if (labels < 0).any():
+            raise ConfigError(
+                f"evaluate(): the target column {self.datastructure.target!r} holds values "
+                f"outside the model's classes {self.classes_}; fix the frame"
+            )
+        picked = proba[np.arange(len(labels)), labels]
+        loss = float(np.minimum(-np.log(np.maximum(picked, 1e-300)), MAX_ROW_LOSS).mean())
+        return {"loss": loss, **classification_metrics(labels, proba)}
+
+    # -- persistence --------------------------------------------------------------------
+    def serialize(self, path: str | Path) -> Path:
+        """Write the ensemble with its bins, the schema and the datastructure (JSON)."""
+        task, ensemble = self._fitted_state()
+        payload = {
+            "format": MODEL_FORMAT,
+            "task": json.loads(task.to_json()),
+            "ensemble": ensemble.to_dict(),
+            "history": getattr(self, "history_", []),
+            "params": {"eval_every": self.eval_every},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload))
+        return path
+
+    @classmethod
+    def deserialize(cls, path: str | Path) -> GradientBoostedTrees:
+        """Read a model written by :meth:`serialize`, ready to predict."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(
+                f"model file {str(path)!r} does not exist; pass the path serialize() wrote."
+            )
+        try:
+            payload = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"{str(path)!r} is not a fedplug model file: {exc}") from exc
+        if not isinstance(payload, Mapping) or payload.get("format") != MODEL_FORMAT:
+            raise ModelFileError(
+                f"{str(path)!r} is not a gradient-boosted-trees model file (expected format "
+                f"{MODEL_FORMAT!r})."
+            )
+        try:
+            task = TrainingTask(**payload["task"])
+            params = BoostingParams.from_dict(task.model)
+            model = cls(
+                DataStructure.from_dict(task.datastructure),
+                schema=Schema.from_dict(task.schema),
+                seed=task.seed,
+                eval_every=int(payload["params"]["eval_every"]),
+                **params.to_dict(),
+            )
+            model._attach(task, payload["ensemble"], list(payload["history"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(
+                f"{str(path)!r} is not a fedplug model file: its {MODEL_FORMAT!r} content is "
+                f"incomplete or malformed ({type(exc).__name__}: {exc}); serialize() the model "
+                "again."
+            ) from exc
+        return model
