@@ -32,19 +32,23 @@ from fedplug.learning import (
 )
 
 MODEL_FORMAT = "fedplug.tabular-classifier/1"
-PodIdentifier = str | Path
+PodIdentifier = str | Path | Pod
 
 
 def _pods(
     identifiers: Sequence[PodIdentifier], pod_dirs: Sequence[Path] | None
-) -> list[tuple[Path, Pod]]:
-    if isinstance(identifiers, (str, Path)) or not identifiers:
+) -> list[tuple[Path | None, Pod]]:
+    """Each pod with its file; a ``Pod`` object (held in memory) has none."""
+    if isinstance(identifiers, (str, Path, Pod)) or not identifiers:
         raise PodConfigError(
-            "pod_identifiers must be a non-empty list of pod names or pod files, "
-            f"got {identifiers!r}."
+            "pod_identifiers must be a non-empty list of pod names, pod files or "
+            f"fedplug.Pod objects, got {identifiers!r}."
         )
-    pods = []
+    pods: list[tuple[Path | None, Pod]] = []
     for identifier in identifiers:
+        if isinstance(identifier, Pod):
+            pods.append((None, identifier))
+            continue
         path = resolve_pod(identifier, pod_dirs)
         pods.append((path, Pod.from_yaml(path)))
     names = [p.name for _, p in pods]
@@ -165,14 +169,23 @@ class TabularClassifier:
         pod_dirs: Sequence[Path] | None = None,
         round_timeout: float = 300.0,
         cpus_per_pod: float = 1.0,
-        verbose: bool = False,
+        backend: str = "auto",
+        verbose: bool | int = True,
         on_round: Callable[[int, dict, dict], None] | None = None,
     ) -> list[dict]:
-        """Train across the pods on the Flower Simulation Engine; return the history."""
-        from fedplug._flower import run_in_simulation
+        """Train across the pods in a local simulation; return the history.
+
+        ``backend``: "inprocess", "ray" (Flower's Simulation Engine) or "auto" (in process
+        up to 8 pods). ``verbose``: a line per round (True), silent (False), or 2 to add
+        Flower's own log. ``on_round(round, train, evaluate)`` is called after each round.
+        """
+        from fedplug._flower._progress import with_progress
+        from fedplug._flower._simulation import check_backend, run_locally, verbosity
         from fedplug._task_builder import attach_result, build_plan
 
         self._check_params()  # fail fast, before any pod data is read
+        check_backend(backend)
+        verbosity(verbose)
         pods = _pods(pod_identifiers, pod_dirs)
         # Each pod's table against the datastructure, before any pod reads data.
         self.datastructure.check_pods([pod for _, pod in pods])
@@ -187,10 +200,14 @@ class TabularClassifier:
             strategy,
             strategy_params,
             round_timeout=round_timeout,
-            on_round=on_round,
+            on_round=with_progress(on_round, self.rounds, bool(verbose)),
         )
-        result = run_in_simulation(
-            plan, [p for p, _ in pods], cpus_per_pod=cpus_per_pod, verbose=verbose
+        result = run_locally(
+            plan,
+            [pod if path is None else path for path, pod in pods],
+            backend=backend,
+            cpus_per_pod=cpus_per_pod,
+            verbose=verbose,
         )
         attach_result(self, result)
         return result.history

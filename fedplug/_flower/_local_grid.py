@@ -79,10 +79,14 @@ class LocalGrid(Grid):
                 continue
             if self.deliver is not None and not self.deliver(node_id, message):
                 continue  # the node is silent: the caller sees a missing reply, as on timeout
-            reply = self._apps[node_id](message, self._contexts[node_id])
-            set_message_id(reply, uuid.uuid4().hex)
-            self.replies.append(reply)
+            self.replies.append(self._answer(node_id, message))
         return ids
+
+    def _answer(self, node_id: int, message: Message) -> Message:
+        """The node's reply to ``message``, with the id a SuperLink would give it."""
+        reply = self._apps[node_id](message, self._contexts[node_id])
+        set_message_id(reply, uuid.uuid4().hex)
+        return reply
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         wanted = set(message_ids)

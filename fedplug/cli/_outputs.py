@@ -9,18 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-SHOWN = ("loss", "accuracy", "auc", "f1", "precision", "recall")
-
-
-def progress_printer(console: Console, rounds: int):  # noqa: ANN201
-    def on_round(server_round: int, train: dict, evaluate: dict) -> None:
-        parts = [f"round {server_round}/{rounds}"]
-        if "train_loss" in train:
-            parts.append(f"train_loss={train['train_loss']:.4f}")
-        parts += [f"{k}={evaluate[k]:.4f}" for k in SHOWN if k in evaluate]
-        console.print("  " + "  ".join(parts), highlight=False)
-
-    return on_round
+# The progress lines per round are printed by fit itself (fedplug._flower._progress).
+from fedplug._flower._progress import SHOWN
 
 
 def results_table(history: list[dict]) -> Table:

@@ -71,7 +71,7 @@ def run_from_config(cfg: Any) -> float | None:
 
     from fedplug._task_builder import objects_from_config
 
-    from ._outputs import print_results, progress_printer, write_outputs
+    from ._outputs import print_results, write_outputs
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     run = objects_from_config(cfg)
@@ -91,8 +91,9 @@ def run_from_config(cfg: Any) -> float | None:
         pod_dirs=run.pod_dirs,
         round_timeout=float(fed.get("round_timeout", 300.0)),
         cpus_per_pod=float(fed.get("cpus_per_pod", 1.0)),
-        verbose=bool(fed.get("verbose", False)),
-        on_round=progress_printer(console, model.rounds),
+        backend=str(fed.get("backend", "auto")),
+        # A line per round always; federation.verbose adds Flower's own log.
+        verbose=2 if fed.get("verbose", False) else 1,
     )
     seconds = time.monotonic() - started
     write_outputs(out_dir, model, history, seconds, run.config)
