@@ -95,6 +95,10 @@ CALL_TIMEOUT = 30.0
 HEARTBEAT_TIMEOUT = 5.0
 #: Seconds to pull a message's objects (Flower's default, 2 h, is too long to wait).
 PULL_TIMEOUT = 600.0
+#: Seconds before the first retry of an object the SuperNode is still receiving (it hands
+#: out the task before the message's arrays arrive), and the most between retries.
+#: Flower's 1 s first wait cost every message of a long-lived pod about a second.
+PULL_FIRST_RETRY, PULL_MAX_RETRY_WAIT = 0.02, 0.5
 
 #: What the executor catches from a Runtime API call: transport errors, HTTP error
 #: statuses and undecodable replies (Flower's client raises ValueError for those).
@@ -300,6 +304,8 @@ class TaskChannel:
             ),
             return_type=Message,
             max_time=PULL_TIMEOUT,
+            initial_backoff=PULL_FIRST_RETRY,
+            backoff_cap=PULL_MAX_RETRY_WAIT,
         )
         # A pulled message lacks its own id (its object id), which a reply names.
         set_message_id(message, tree.object_id)

@@ -65,6 +65,10 @@ BUNDLE_REFUSED = "bundle-refused"
 MAX_PYPROJECT_BYTES = 1 << 20
 #: Seconds between AcquireTask polls when idle (Flower's SuperExec variable overrides it).
 DEFAULT_POLL_INTERVAL = 0.5
+#: While a run is active (a task ended under ACTIVE_WINDOW s ago) the pod polls faster: the
+#: run's next message waits ~0.05 s instead of up to 0.5 s, and an idle pod stays cheap
+#: (polling every 0.1 s costs ~6% of a core, every 0.5 s ~1%).
+ACTIVE_POLL_INTERVAL, ACTIVE_WINDOW = 0.1, 30.0
 POLL_INTERVAL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 #: Seconds the SuperNode may take to serve its Runtime API after it starts.
 STARTUP_TIMEOUT = 120.0
@@ -215,6 +219,8 @@ class PodExecutor:
         self.port = port or int(address.rsplit(":", 1)[1])
         self.source = TaskSource(address, secret)
         self.interval = poll_interval()
+        self.fixed_interval = bool(os.environ.get(POLL_INTERVAL_ENV))  # the owner's choice
+        self.last_task = float("-inf")  # monotonic time the last task ended
         self.busy = False
         self._verdicts: dict[str, str | None] = {}
         # The pod's state between messages (its secure-aggregation keys and record of
@@ -302,10 +308,15 @@ class PodExecutor:
                     self.address,
                 )
             if acquired is None:
-                stop.wait(self.interval)
+                stop.wait(self.idle_wait())
             else:
                 self.run_task(acquired)  # then poll again at once: more may be queued
         return 0
+
+    def idle_wait(self) -> float:
+        """Seconds to wait after a poll that found no task (see ACTIVE_POLL_INTERVAL)."""
+        active = time.monotonic() - self.last_task < ACTIVE_WINDOW
+        return ACTIVE_POLL_INTERVAL if active and not self.fixed_interval else self.interval
 
     def run_task(self, acquired: AcquiredTask) -> None:
         """Do what flwr-clientapp does for one task, without installing the bundle."""
@@ -334,6 +345,7 @@ class PodExecutor:
             details = f"pod {self.name!r} could not complete the task ({type(exc).__name__})"
         finally:
             self.busy = False
+            self.last_task = time.monotonic()
             try:
                 channel.push_output(task.context if task else None, sub_status, details)
             except RuntimeCallError as exc:
