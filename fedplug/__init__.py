@@ -40,6 +40,8 @@ _EXPORTS = {
     ],
     "fedplug.learning": ["DataStructure", "Optimizer"],
     "fedplug._api": ["TabularClassifier", "combine_pod_schemas"],
+    "fedplug._trees": ["GradientBoostedTrees"],
+    "fedplug._model_base": ["load_model"],
     "fedplug._flower": ["Aggregator", "FedAvg", "SecureAggregator"],
 }
 
@@ -54,6 +56,7 @@ __all__ = [
     "DataValidationError",
     "FedAvg",
     "FedplugError",
+    "GradientBoostedTrees",
     "ModelFileError",
     "ModelMismatchError",
     "NotFittedError",
@@ -74,6 +77,7 @@ __all__ = [
     "TrainingError",
     "__version__",
     "combine_pod_schemas",
+    "load_model",
 ]
 
 
@@ -81,6 +85,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # static analysers see the eager imports
     from fedplug._api import TabularClassifier, combine_pod_schemas
+    from fedplug._model_base import load_model
+    from fedplug._trees import GradientBoostedTrees
     from fedplug._errors import (
         ConfigError,
         DataSourceError,

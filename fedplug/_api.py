@@ -13,10 +13,9 @@ import torch
 
 from fedplug._errors import (
     ConfigError,
-    ModelFileError,
-    NotFittedError,
     PodConfigError,
 )
+from fedplug._model_base import Model
 from fedplug._plugins import load_plugin
 from fedplug._validation import positive_int
 from fedplug.data import Pod, Schema, published_schemas, resolve_pod
@@ -28,10 +27,10 @@ from fedplug.learning import (
     TabularNetSpec,
     TrainingTask,
     evaluate_local,
+    get_weights,
     set_weights,
 )
 
-MODEL_FORMAT = "fedplug.tabular-classifier/1"
 PodIdentifier = str | Path | Pod
 
 
@@ -84,20 +83,16 @@ def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     positive_int(value, name=name, fix=f"pass e.g. TabularClassifier(..., {name}=1 or more)")
 
 
-class TabularClassifier:
+class TabularClassifier(Model):
     """A classifier over a tabular datastructure, trained across pods.
 
     ``__init__`` only stores its parameters; they are checked when ``fit`` is called.
     """
 
-    #: The fedplug plugin API this model is written for (it is the ``tabular-classifier``
-    #: model plugin).
-    fedplug_plugin_api = 2
+    plugin_name = "tabular-classifier"
 
-    # Set once trained (fit() or deserialize()); absent before: the trained task and
-    # weights, and the history of the federated run.
+    # Set once trained (fit() or deserialize()): the trained task and weights.
     _fitted: tuple[TrainingTask, list[np.ndarray]]
-    history_: list[dict[str, Any]]
 
     def __init__(
         self,
@@ -124,7 +119,7 @@ class TabularClassifier:
         self.seed = seed
 
     # -- checks -------------------------------------------------------------------------
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         if (self.epochs is None) == (self.steps is None):
             raise ConfigError(
                 f"give exactly one of epochs={self.epochs!r} and steps={self.steps!r} "
@@ -142,7 +137,7 @@ class TabularClassifier:
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} is invalid: use a number in [0, 1).")
 
-    def _task(self, schema: Schema) -> TrainingTask:
+    def training_task(self, schema: Schema) -> TrainingTask:
         resolved = self.datastructure.resolve(schema)
         used = [resolved.target, *resolved.categorical, *resolved.continuous]
         spec = TabularNetSpec.for_columns(schema, resolved, tuple(self.hidden), float(self.dropout))
@@ -158,66 +153,20 @@ class TabularClassifier:
             seed=int(self.seed),
         )
 
-    # -- training -----------------------------------------------------------------------
-    def fit(
-        self,
-        pod_identifiers: Sequence[PodIdentifier],
-        aggregator: Any = None,
-        strategy: Any = "fedavg",
-        *,
-        strategy_params: Mapping[str, Any] | None = None,
-        pod_dirs: Sequence[Path] | None = None,
-        round_timeout: float = 300.0,
-        cpus_per_pod: float = 1.0,
-        backend: str = "auto",
-        verbose: bool | int = True,
-        on_round: Callable[[int, dict, dict], None] | None = None,
-    ) -> list[dict]:
-        """Train across the pods in a local simulation; return the history.
+    def initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
+        """The round-0 model: the task's network built under the task's seed."""
+        torch.manual_seed(task.seed)
+        return get_weights(TabularNetSpec.from_dict(task.model).build())
 
-        ``backend``: "inprocess", "ray" (Flower's Simulation Engine) or "auto" (in process
-        up to 8 pods). ``verbose``: a line per round (True), silent (False), or 2 to add
-        Flower's own log. ``on_round(round, train, evaluate)`` is called after each round.
-        """
-        from fedplug._flower._progress import with_progress
-        from fedplug._flower._simulation import check_backend, run_locally, verbosity
-        from fedplug._task_builder import attach_result, build_plan
-
-        self._check_params()  # fail fast, before any pod data is read
-        check_backend(backend)
-        verbosity(verbose)
-        pods = _pods(pod_identifiers, pod_dirs)
-        # Each pod's table against the datastructure, before any pod reads data.
-        self.datastructure.check_pods([pod for _, pod in pods])
-        schema = self.schema
-        if schema is None:
-            schema = _combine_schemas({pod.name: pod.load().schema for _, pod in pods})
-        plan = build_plan(
-            self,
-            [pod.name for _, pod in pods],
-            schema,
-            aggregator,
-            strategy,
-            strategy_params,
-            round_timeout=round_timeout,
-            on_round=with_progress(on_round, self.rounds, bool(verbose)),
-        )
-        result = run_locally(
-            plan,
-            [pod if path is None else path for path, pod in pods],
-            backend=backend,
-            cpus_per_pod=cpus_per_pod,
-            verbose=verbose,
-        )
-        attach_result(self, result)
-        return result.history
+    def set_trained(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
+        self._fitted = (task, [np.asarray(w) for w in state])
+        self.history_ = list(history)
+        self._trained = True
 
     # -- inference ----------------------------------------------------------------------
     def _fitted_state(self) -> tuple[TrainingTask, list[np.ndarray]]:
-        fitted = getattr(self, "_fitted", None)
-        if fitted is None:
-            raise NotFittedError("this model is not trained: call fit() or deserialize() first.")
-        return fitted
+        self._require_trained()
+        return self._fitted
 
     def _encode(self, frame: pd.DataFrame, require_target: bool):
         task, weights = self._fitted_state()
@@ -261,11 +210,10 @@ class TabularClassifier:
         return evaluate_local(net, data)
 
     # -- persistence --------------------------------------------------------------------
-    def serialize(self, path: str | Path) -> Path:
-        """Write weights, architecture, schema and datastructure to one file."""
+    def to_payload(self) -> dict[str, Any]:
+        """Weights, architecture, schema and datastructure (what ``serialize`` writes)."""
         task, weights = self._fitted_state()
-        payload = {
-            "format": MODEL_FORMAT,
+        return {
             "task": task.to_json(),
             "weights": [torch.from_numpy(np.asarray(w).copy()) for w in weights],
             "history": json.dumps(getattr(self, "history_", [])),
@@ -273,51 +221,26 @@ class TabularClassifier:
                 {"rounds": self.rounds, "hidden": list(self.hidden), "dropout": self.dropout}
             ),
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, path)
-        return path
 
     @classmethod
-    def deserialize(cls, path: str | Path) -> TabularClassifier:
-        """Read a model written by :meth:`serialize`, ready to predict."""
-        path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(
-                f"model file {str(path)!r} does not exist; pass the path serialize() wrote."
-            )
-        try:
-            payload = torch.load(path, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-            raise ModelFileError(f"{str(path)!r} is not a fedplug model file: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise ModelFileError(
-                f"{str(path)!r} is not a fedplug model file (expected format {MODEL_FORMAT!r})."
-            )
-        try:
-            task = TrainingTask.from_json(payload["task"])
-            params = json.loads(payload["params"])
-            model = cls(
-                DataStructure.from_dict(task.datastructure),
-                schema=Schema.from_dict(task.schema),
-                epochs=task.epochs,
-                steps=task.steps,
-                batch_size=task.batch_size,
-                rounds=params["rounds"],
-                optimizer=Optimizer.from_dict(task.optimizer),
-                hidden=tuple(params["hidden"]),
-                dropout=params["dropout"],
-                seed=task.seed,
-            )
-            model._fitted = (task, [w.numpy() for w in payload["weights"]])
-            model.history_ = json.loads(payload["history"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # A file in the right format with parts missing or of the wrong kind.
-            raise ModelFileError(
-                f"{str(path)!r} is not a fedplug model file: its {MODEL_FORMAT!r} content is "
-                f"incomplete or malformed ({type(exc).__name__}: {exc}); serialize() the model "
-                "again."
-            ) from exc
+    def from_payload(cls, payload: Mapping[str, Any]) -> TabularClassifier:
+        task = TrainingTask.from_json(payload["task"])
+        params = json.loads(payload["params"])
+        model = cls(
+            DataStructure.from_dict(task.datastructure),
+            schema=Schema.from_dict(task.schema),
+            epochs=task.epochs,
+            steps=task.steps,
+            batch_size=task.batch_size,
+            rounds=params["rounds"],
+            optimizer=Optimizer.from_dict(task.optimizer),
+            hidden=tuple(params["hidden"]),
+            dropout=params["dropout"],
+            seed=task.seed,
+        )
+        model.set_trained(
+            task, [w.numpy() for w in payload["weights"]], json.loads(payload["history"])
+        )
         return model
 
 
@@ -340,3 +263,52 @@ def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any], aggreg
     if not callable(factory):
         raise ConfigError(f"strategy {strategy!r} is neither a plugin name nor a strategy factory.")
     return factory(n_pods, **dict(params))
+
+
+def fit_model(
+    model: Any,
+    pod_identifiers: Sequence[PodIdentifier],
+    aggregator: Any = None,
+    strategy: Any = "fedavg",
+    *,
+    strategy_params: Mapping[str, Any] | None = None,
+    pod_dirs: Sequence[Path] | None = None,
+    round_timeout: float = 300.0,
+    cpus_per_pod: float = 1.0,
+    backend: str = "auto",
+    verbose: bool | int = True,
+    on_round: Callable[[int, dict, dict], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` (any model plugin's server half) across the pods in a local
+    simulation, make it the trained model, and return its history."""
+    from fedplug._flower._progress import with_progress
+    from fedplug._flower._simulation import check_backend, run_locally, verbosity
+    from fedplug._task_builder import attach_result, build_plan
+
+    model.check_params()  # fail fast, before any pod data is read
+    check_backend(backend)
+    verbosity(verbose)
+    pods = _pods(pod_identifiers, pod_dirs)
+    model.datastructure.check_pods([pod for _, pod in pods])
+    schema = model.schema
+    if schema is None:
+        schema = _combine_schemas({pod.name: pod.load().schema for _, pod in pods})
+    plan = build_plan(
+        model,
+        [pod.name for _, pod in pods],
+        schema,
+        aggregator,
+        strategy,
+        strategy_params,
+        round_timeout=round_timeout,
+        on_round=with_progress(on_round, model.progress_total(), bool(verbose)),
+    )
+    result = run_locally(
+        plan,
+        [pod if path is None else path for path, pod in pods],
+        backend=backend,
+        cpus_per_pod=cpus_per_pod,
+        verbose=verbose,
+    )
+    attach_result(model, result)
+    return result.history

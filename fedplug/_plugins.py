@@ -22,17 +22,24 @@ from fedplug._validation import did_you_mean
 
 #: The plugin API this fedplug defines (what a new plugin should declare).
 PLUGIN_API_VERSION = 2
-#: The plugin API versions this fedplug can load, by plugin kind. Version 2 changed only
-#: the aggregator contract (see :data:`CHANGES`); other kinds written for 1 still load.
+#: The plugin API versions this fedplug can load, by plugin kind. Version 2 changed the
+#: aggregator and model contracts (see :data:`CHANGES`); strategies and datasources
+#: written for 1 still load.
 SUPPORTED_PLUGIN_APIS: dict[str, frozenset[int]] = {
     "strategies": frozenset({1, 2}),
-    "models": frozenset({1, 2}),
+    "models": frozenset({2}),
     "datasources": frozenset({1, 2}),
     "aggregators": frozenset({2}),
     "pod_models": frozenset({2}),
 }
 #: What a plugin of a kind written for an older plugin API must change, by (kind, version).
 CHANGES = {
+    ("models", 1): (
+        "in plugin API 2, a model plugin is two halves under one name: its class subclasses "
+        "fedplug.plugins.Model (check_params, training_task, set_trained, to_payload, "
+        "from_payload, predict, evaluate), and its pod half, a fedplug.plugins.PodModel, is "
+        "registered in the entry-point group fedplug.pod_models; see docs/writing-a-plugin.md"
+    ),
     ("aggregators", 1): (
         "in plugin API 2, setup(grid, session) returns the run's state instead of storing it "
         "on the aggregator, wrap(inner, session, state, on_round) takes that state and "

@@ -21,6 +21,7 @@ from fedplug._validation import check_known_keys, quoted
 if TYPE_CHECKING:  # imported lazily below: they pull in torch and Flower
     from fedplug._flower import Aggregator, RunPlan, RunResult
     from fedplug._flower._wire import PodInfo
+    from fedplug._model_base import Model
     from fedplug.data import Schema
     from fedplug.learning import TrainingTask
 
@@ -99,13 +100,16 @@ def objects_from_config(cfg: Any) -> ComposedRun:
     pods = plain(cfg.pods)
     model_cfg = plain(cfg.model)
     model_cls = load_plugin("models", plugin_ref(model_cfg, "model"))
-    optimizer = model_cfg.pop("optimizer", None) or {}
-    model = model_cls(
-        datastructure=DataStructure(**plain(cfg.datastructure)),
-        optimizer=Optimizer(optimizer.get("name", "Adam"), optimizer.get("params") or {}),
-        seed=int(cfg.seed),
-        **only_known(model_cfg, model_cls, "model"),
-    )
+    common: dict[str, Any] = {
+        "datastructure": DataStructure(**plain(cfg.datastructure)),
+        "seed": int(cfg.seed),
+    }
+    if "optimizer" in model_cfg:  # models trained by gradient descent take one
+        optimizer = model_cfg.pop("optimizer") or {}
+        common["optimizer"] = Optimizer(
+            optimizer.get("name", "Adam"), optimizer.get("params") or {}
+        )
+    model = model_cls(**common, **only_known(model_cfg, model_cls, "model"))
     agg_cfg = plain(cfg.aggregator)
     agg_ref = plugin_ref(agg_cfg, "aggregator")
     aggregator = make_aggregator(agg_ref, dict(agg_cfg.get("params") or {}))
@@ -184,16 +188,21 @@ def build_plan(
     from fedplug._api import build_strategy
     from fedplug._flower import FedAvg, RunPlan
 
-    model._check_params()
+    model = check_model(model)
+    model.check_params()
     aggregator = check_aggregator(aggregator if aggregator is not None else FedAvg())
     names = list(pod_names)
     model.datastructure.check_pods(names)
-    task = model._task(schema)
+    task = model.training_task(schema)
+    # A model trained by its own exchanges (gradient-boosted trees) has a driver and no
+    # weights; the others are trained by rounds of the Flower strategy.
+    driver = model.driver()
     return RunPlan(
         pods=names,
         task=task,
-        initial_weights=initial_weights(task),
-        rounds=int(model.rounds),
+        initial_weights=model.initial_weights(task) if driver is None else [],
+        driver=driver,
+        rounds=model.progress_total() if driver is None else 0,
         aggregator=aggregator,
         strategy=build_strategy(strategy, len(names), dict(strategy_params or {}), aggregator),
         round_timeout=float(round_timeout),
@@ -203,7 +212,20 @@ def build_plan(
     )
 
 
-def attach_result(model: Any, result: RunResult) -> None:
+def attach_result(model: Model, result: RunResult) -> None:
     """Make ``model`` the trained model of ``result`` (ready to predict or serialize)."""
-    model._fitted = (result.task, result.weights)
-    model.history_ = result.history
+    state = result.state if result.state is not None else result.weights
+    model.set_trained(result.task, state, result.history)
+
+
+def check_model(model: object) -> Model:
+    """``model`` itself once it is a fedplug model plugin's server half, else a ConfigError."""
+    from fedplug._model_base import Model
+
+    if not isinstance(model, Model):
+        raise ConfigError(
+            f"model={model!r} is not a fedplug model: pass an instance of a model plugin such "
+            "as fedplug.TabularClassifier(...) or fedplug.GradientBoostedTrees(...) (in Hydra: "
+            "model=tabular_classifier); a plugin's class subclasses fedplug.plugins.Model."
+        )
+    return model

@@ -8,14 +8,14 @@ Every statistic the algorithm uses is a sum over pods through the run's aggregat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fedplug._errors import ConfigError, ModelFileError, NotFittedError
+from fedplug._errors import ConfigError
+from fedplug._model_base import Model
 from fedplug.data import Schema
 from fedplug.learning import (
     BoostingParams,
@@ -28,7 +28,6 @@ from fedplug.learning import (
 )
 from fedplug.learning._boosting_pod import MAX_ROW_LOSS
 
-MODEL_FORMAT = "fedplug.gradient-boosted-trees/1"
 PLUGIN_NAME = "gradient-boosted-trees"
 _PARAMS = tuple(BoostingParams.__dataclass_fields__)
 
@@ -82,7 +81,7 @@ def boosting_driver(
     return drive
 
 
-class GradientBoostedTrees:
+class GradientBoostedTrees(Model):
     """Histogram gradient-boosted trees across pods (binary and multiclass classification).
 
     Each tree level is one exchange: every pod sends per-feature gradient and hessian
@@ -91,12 +90,9 @@ class GradientBoostedTrees:
     statistics, never from one pod's values. ``__init__`` only stores its parameters.
     """
 
-    fedplug_plugin_api = 2
-    #: The entry-point name of the pod half (group ``fedplug.pod_models``).
-    pod_model = PLUGIN_NAME
+    plugin_name = PLUGIN_NAME
 
     _fitted: tuple[TrainingTask, Ensemble]
-    history_: list[dict[str, Any]]
 
     def __init__(
         self,
@@ -125,15 +121,13 @@ class GradientBoostedTrees:
         self.seed = seed
 
     # -- the model-plugin contract ----------------------------------------------------
-    @property
-    def rounds(self) -> int:
-        """Progress is counted in trees."""
-        return int(self.n_trees)
+    def progress_total(self) -> int:
+        return int(self.n_trees)  # progress is counted in trees
 
     def params(self) -> BoostingParams:
         return BoostingParams(**{name: getattr(self, name) for name in _PARAMS})
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
         if not isinstance(self.datastructure, DataStructure):
             raise ConfigError(
                 "datastructure must be a fedplug.DataStructure, "
@@ -145,7 +139,7 @@ class GradientBoostedTrees:
         if self.eval_every < 1:
             raise ConfigError(f"eval_every={self.eval_every!r} must be a positive integer.")
 
-    def _task(self, schema: Schema) -> TrainingTask:
+    def training_task(self, schema: Schema) -> TrainingTask:
         resolved = self.datastructure.resolve(schema)
         used = [resolved.target, *resolved.categorical, *resolved.continuous]
         return TrainingTask(
@@ -155,55 +149,44 @@ class GradientBoostedTrees:
             optimizer={},
             epochs=None,
             seed=int(self.seed),
-            model_plugin=self.pod_model,
+            model_plugin=self.plugin_name,
         )
 
-    def _initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
-        return []
-
-    def _driver(self) -> Callable[[Exchange, TrainingTask, Any], tuple[Any, list[dict]]]:
+    def driver(self) -> Callable[[Exchange, TrainingTask, Any], tuple[Any, list[dict]]]:
         return boosting_driver(self.params(), int(self.eval_every))
 
-    def _attach(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
+    def set_trained(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
         self._fitted = (task, Ensemble.from_dict(state))
-        self.history_ = history
+        self.history_ = list(history)
+        self._trained = True
 
-    # -- training -----------------------------------------------------------------------
-    def fit(
-        self,
-        pod_identifiers: Sequence[Any],
-        aggregator: Any = None,
-        *,
-        pod_dirs: Sequence[Path] | None = None,
-        round_timeout: float = 300.0,
-        backend: str = "auto",
-        cpus_per_pod: float = 1.0,
-        verbose: bool | int = True,
-        on_round: Callable[[int, dict, dict], None] | None = None,
-    ) -> list[dict]:
-        """Boost ``n_trees`` trees across the pods in a local simulation; return the history
-        (loss and accuracy on the pods' training and validation rows every ``eval_every``
-        trees)."""
-        from fedplug._api import fit_model
+    def to_payload(self) -> dict[str, Any]:
+        task, ensemble = self._fitted_state()
+        return {
+            "task": task.to_json(),
+            "ensemble": json.dumps(ensemble.to_dict()),
+            "history": json.dumps(getattr(self, "history_", [])),
+            "eval_every": int(self.eval_every),
+        }
 
-        return fit_model(
-            self,
-            pod_identifiers,
-            aggregator,
-            pod_dirs=pod_dirs,
-            round_timeout=round_timeout,
-            backend=backend,
-            cpus_per_pod=cpus_per_pod,
-            verbose=verbose,
-            on_round=on_round,
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> GradientBoostedTrees:
+        task = TrainingTask.from_json(payload["task"])
+        params = BoostingParams.from_dict(task.model)
+        model = cls(
+            DataStructure.from_dict(task.datastructure),
+            schema=Schema.from_dict(task.schema),
+            seed=task.seed,
+            eval_every=int(payload["eval_every"]),
+            **params.to_dict(),
         )
+        model.set_trained(task, json.loads(payload["ensemble"]), json.loads(payload["history"]))
+        return model
 
     # -- inference ----------------------------------------------------------------------
     def _fitted_state(self) -> tuple[TrainingTask, Ensemble]:
-        fitted = getattr(self, "_fitted", None)
-        if fitted is None:
-            raise NotFittedError("this model is not trained: call fit() or deserialize() first.")
-        return fitted
+        self._require_trained()
+        return self._fitted
 
     def _bins(self, frame: pd.DataFrame, require_target: bool) -> np.ndarray:
         task, ensemble = self._fitted_state()
@@ -253,55 +236,3 @@ class GradientBoostedTrees:
         picked = proba[np.arange(len(labels)), labels]
         loss = float(np.minimum(-np.log(np.maximum(picked, 1e-300)), MAX_ROW_LOSS).mean())
         return {"loss": loss, **classification_metrics(labels, proba)}
-
-    # -- persistence --------------------------------------------------------------------
-    def serialize(self, path: str | Path) -> Path:
-        """Write the ensemble with its bins, the schema and the datastructure (JSON)."""
-        task, ensemble = self._fitted_state()
-        payload = {
-            "format": MODEL_FORMAT,
-            "task": json.loads(task.to_json()),
-            "ensemble": ensemble.to_dict(),
-            "history": getattr(self, "history_", []),
-            "params": {"eval_every": self.eval_every},
-        }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload))
-        return path
-
-    @classmethod
-    def deserialize(cls, path: str | Path) -> GradientBoostedTrees:
-        """Read a model written by :meth:`serialize`, ready to predict."""
-        path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(
-                f"model file {str(path)!r} does not exist; pass the path serialize() wrote."
-            )
-        try:
-            payload = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{str(path)!r} is not a fedplug model file: {exc}") from exc
-        if not isinstance(payload, Mapping) or payload.get("format") != MODEL_FORMAT:
-            raise ModelFileError(
-                f"{str(path)!r} is not a gradient-boosted-trees model file (expected format "
-                f"{MODEL_FORMAT!r})."
-            )
-        try:
-            task = TrainingTask(**payload["task"])
-            params = BoostingParams.from_dict(task.model)
-            model = cls(
-                DataStructure.from_dict(task.datastructure),
-                schema=Schema.from_dict(task.schema),
-                seed=task.seed,
-                eval_every=int(payload["params"]["eval_every"]),
-                **params.to_dict(),
-            )
-            model._attach(task, payload["ensemble"], list(payload["history"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(
-                f"{str(path)!r} is not a fedplug model file: its {MODEL_FORMAT!r} content is "
-                f"incomplete or malformed ({type(exc).__name__}: {exc}); serialize() the model "
-                "again."
-            ) from exc
-        return model

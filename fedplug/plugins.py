@@ -27,6 +27,8 @@ _EXPORTS = {
     "fedplug._flower._pod_strategy": ["PlaintextStrategy", "PodStrategy", "RoundCallback"],
     "fedplug._flower._strategy_plugin": ["StrategyPlugin", "every_pod"],
     "fedplug.data": ["Datasource"],
+    "fedplug._model_base": ["Model", "ModelDriver"],
+    "fedplug.learning": ["Exchange", "PodModel"],
 }
 
 __all__ = [
@@ -34,6 +36,10 @@ __all__ = [
     "SUPPORTED_PLUGIN_APIS",
     "Aggregator",
     "Datasource",
+    "Exchange",
+    "Model",
+    "ModelDriver",
+    "PodModel",
     "PlaintextStrategy",
     "PluginInfo",
     "PodSession",
@@ -60,4 +66,6 @@ if TYPE_CHECKING:
         list_plugins,
         load_plugin,
     )
+    from fedplug._model_base import Model, ModelDriver
     from fedplug.data import Datasource
+    from fedplug.learning import Exchange, PodModel

@@ -32,7 +32,7 @@ def make_plan(
 
     model = TabularClassifier(DataStructure(target="TARGET"), epochs=1, rounds=rounds, seed=seed)
     schema = combine_pod_schemas([str(p) for p in pod_files])
-    task = model._task(schema)
+    task = model.training_task(schema)
     torch.manual_seed(seed)
     initial = get_weights(TabularNetSpec.from_dict(task.model).build())
     names = [Pod.from_yaml(p).name for p in pod_files]

@@ -102,9 +102,9 @@ def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:  # noqa: ANN001
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("aggregator=nope", "Available options in 'aggregator'"),
-        ("model.epoch=2", "Key 'epoch' is not in struct"),
-        ("strategy=fedmedianx", "Available options in 'strategy'"),
+        ("aggregator=nope", "aggregator=nope: no such aggregator option"),
+        ("model.epoch=2", "model: unknown key 'epoch' (did you mean 'epochs'?)"),
+        ("strategy=fedmedianx", "strategy=fedmedianx: no such strategy option"),
     ],
 )
 def test_bad_hydra_overrides(override, expected, tmp_path) -> None:
@@ -167,18 +167,21 @@ def test_foreign_missing_and_malformed_model_files_raise_model_file_error(tmp_pa
     import torch
 
     from fedplug import ModelFileError
-    from fedplug._api import MODEL_FORMAT
+    from fedplug._model_base import FILE_FORMAT
 
     text = tmp_path / "text.pt"
     text.write_text("not a model")
     other = tmp_path / "other.pt"
     torch.save({"format": "something-else/1"}, other)
     partial = tmp_path / "partial.pt"
-    torch.save({"format": MODEL_FORMAT}, partial)  # a KeyError escaped before
+    torch.save({"format": FILE_FORMAT, "plugin": "tabular-classifier"}, partial)
+    legacy = tmp_path / "legacy.pt"  # the format files had before models named themselves
+    torch.save({"format": "fedplug.tabular-classifier/1"}, legacy)  # a KeyError escaped
     for path, message in [
         (text, "not a fedplug model file"),
         (other, "expected format"),
         (partial, "incomplete or malformed"),
+        (legacy, "incomplete or malformed"),
         (tmp_path / "missing.pt", "does not exist"),
     ]:
         with pytest.raises(ModelFileError, match=message) as info:
@@ -198,7 +201,7 @@ def test_weights_of_another_architecture_raise_model_mismatch(fed_pods, tmp_path
     model.fit([str(p) for p in pods])
     path = model.serialize(tmp_path / "model.pt")
     payload = torch.load(path, weights_only=True)
-    payload["weights"] = payload["weights"][:-1]
+    payload["model"]["weights"] = payload["model"]["weights"][:-1]
     torch.save(payload, path)
     loaded = TabularClassifier.deserialize(path)
     frame = pd.read_csv(tmp_path / "pod-a.csv").head(20)

@@ -25,8 +25,8 @@ def model() -> TabularClassifier:
     from fedplug._task_builder import initial_weights
 
     model = TabularClassifier(DataStructure(target="TARGET"), schema=SCHEMA)
-    task = model._task(SCHEMA).with_scaling(np.array([40.0]), np.array([10.0]))
-    model._fitted = (task, initial_weights(task))
+    task = model.training_task(SCHEMA).with_scaling(np.array([40.0]), np.array([10.0]))
+    model.set_trained(task, initial_weights(task), [])
     return model
 
 

@@ -18,6 +18,7 @@ EXPECTED = [
     "DataValidationError",
     "FedAvg",
     "FedplugError",
+    "GradientBoostedTrees",
     "ModelFileError",
     "ModelMismatchError",
     "NotFittedError",
@@ -38,6 +39,7 @@ EXPECTED = [
     "TrainingError",
     "__version__",
     "combine_pod_schemas",
+    "load_model",
 ]
 
 
@@ -86,6 +88,10 @@ PLUGINS_EXPECTED = [
     "SUPPORTED_PLUGIN_APIS",
     "Aggregator",
     "Datasource",
+    "Exchange",
+    "Model",
+    "ModelDriver",
+    "PodModel",
     "PlaintextStrategy",
     "PluginInfo",
     "PodSession",

@@ -179,7 +179,7 @@ def _one_federated_round(agreed: Schema, loaded: list) -> None:
     from fedplug.learning import PodTrainer, moment_units, scaling_for
 
     model = TabularClassifier(DataStructure(target="TARGET"), schema=agreed, epochs=None, steps=2)
-    task = model._task(agreed)
+    task = model.training_task(agreed)
 
     def trainers(task):  # noqa: ANN001, ANN202
         return [PodTrainer(task, pod.train, pod.validation) for pod in loaded]

@@ -24,6 +24,7 @@ LAYERS = {
     "cli": 5,
     "_task_builder": 5,
     "_trees": 5,
+    "_model_base": 5,
     "_config_checks": 5,
     "_errors": 0,
     "_validation": 0,

@@ -92,12 +92,14 @@ def test_project_plugins_register_through_entry_points_and_declare_the_api() -> 
 
 def test_supported_versions() -> None:
     assert PLUGIN_API_VERSION == 2
-    # Version 2 changed the aggregator contract only: other kinds written for 1 still load.
+    # Version 2 changed the aggregator and model contracts: strategies and datasources
+    # written for 1 still load.
     assert {
         "strategies": {1, 2},
-        "models": {1, 2},
+        "models": {2},
         "datasources": {1, 2},
         "aggregators": {2},
+        "pod_models": {2},
     } == SUPPORTED_PLUGIN_APIS
 
 
@@ -180,7 +182,13 @@ def test_missing_plugin_api_is_refused(fake_dist: FakeDist) -> None:
     fake_dist("old-plugin", {"models": ["oldnet"]}, api=None)
     with pytest.raises(PluginError, match=r"does not declare.*fedplug_plugin_api = 2") as info:
         load_plugin("models", "oldnet")
-    assert "'old-plugin'" in str(info.value) and "[1, 2]" in str(info.value)
+    assert "'old-plugin'" in str(info.value) and "[2]" in str(info.value)
+
+
+def test_a_model_written_for_plugin_api_1_is_refused_with_what_changed(fake_dist: FakeDist) -> None:
+    fake_dist("old-model", {"models": ["oldmlp"]}, api=1)
+    with pytest.raises(PluginError, match=r"version\(s\) \[2\].*fedplug.pod_models"):
+        load_plugin("models", "oldmlp")
 
 
 def test_non_integer_plugin_api_is_refused(fake_dist: FakeDist) -> None:

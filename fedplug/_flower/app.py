@@ -199,14 +199,14 @@ def run_deployed(grid: Grid, context: Context) -> Path:
         names,
         composed.aggregator_ref,
         composed.strategy_ref,
-        model.rounds,
+        model.progress_total(),
         cfg.seed,
         overrides,
         conf,
         out_dir,
     )
     # A config error fails before any pod is contacted.
-    model._check_params()
+    model.check_params()
     check_aggregator(composed.aggregator)
     # The model is built from the schemas the pods publish: the modeller needs no pod file.
     nodes, infos = find_pods(grid, names, connect_timeout)
@@ -223,7 +223,7 @@ def run_deployed(grid: Grid, context: Context) -> Path:
         composed.strategy_params,
         round_timeout=round_timeout,
         connect_timeout=connect_timeout,
-        on_round=_progress(int(model.rounds)),
+        on_round=_progress(model.progress_total()),
         found=(nodes, infos),
     )
     started = time.monotonic()

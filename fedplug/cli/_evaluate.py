@@ -13,10 +13,10 @@ console = Console()
 
 
 def evaluate(model_path: str, data_path: str) -> int:
-    from fedplug._api import TabularClassifier
+    from fedplug._model_base import load_model
     from fedplug.data import CSVSource, ParquetSource
 
-    model = TabularClassifier.deserialize(model_path)
+    model = load_model(model_path)  # whichever model plugin the file names
     path = Path(data_path)
     if path.suffix == ".parquet":
         frame = ParquetSource(path).load()

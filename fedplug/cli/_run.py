@@ -79,7 +79,8 @@ def run_from_config(cfg: Any) -> float | None:
     model, fed = run.model, run.federation
     console.print(
         f"[bold]fedplug run[/]: {type(model).__name__} on pods {run.pods['identifiers']} | "
-        f"aggregator={run.aggregator_ref} strategy={run.strategy_ref} rounds={model.rounds} "
+        f"aggregator={run.aggregator_ref} strategy={run.strategy_ref} "
+        f"rounds={model.progress_total()} "
         f"seed={cfg.seed}\noutputs: {out_dir}"
     )
     started = time.monotonic()
