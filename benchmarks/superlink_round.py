@@ -1,21 +1,33 @@
 """Benchmark 2: aggregation rounds on a real SuperLink with three SuperNodes.
 
-A real ``flower-superlink`` and three ``flower-supernode`` processes on 127.0.0.1 (the
-harness of ``tests/deploy_helpers.py``: free ports, ``FLWR_HOME`` in a temp dir, every
-process stopped at the end), and one ``flwr run`` per mode and size on the same SuperLink
-and SuperNodes: plain FedAvg, fedplug secure aggregation, Flower SecAgg+. The apps are
-those of benchmark 1 (``_apps.py``: pods return a fixed update, fedplug's real pod and
-server aggregation code), packaged at run time as a small Flower App whose components
-live in ``_superlink_app.py`` (shipped inside the FAB). Per run: median seconds per round
-over the timed rounds (the first round warms up, the last also measures upload sizes;
-both left out), fedplug's one-time key setup separately. Flower 1.42's SuperNode sleeps
-3 s whenever a poll finds no message, so every server -> pod exchange costs up to ~3 s
-of waiting: SecAgg+ needs four exchanges per round, fedplug secure (dropout="recover") two
-(upload, unmask), fedplug secure with dropout="abort" and plain one. Every server loop,
-SecAgg+'s included, polls for replies through fedplug's ``PollingGrid`` (every 0.25 s),
-as fedplug's ServerApp does under ``flwr run``.
+A real ``flower-superlink`` and three SuperNodes on 127.0.0.1 (the harness of
+``tests/deploy_helpers.py``: free ports, ``FLWR_HOME`` in a temp dir, every process
+stopped at the end), and one ``flwr run`` per mode and size on the same SuperLink and
+SuperNodes: plain FedAvg, fedplug secure aggregation, Flower SecAgg+. The apps are those
+of benchmark 1 (``_apps.py``: pods return a fixed update, fedplug's real pod and server
+aggregation code), packaged at run time as a small Flower App whose components live in
+``_superlink_app.py`` (shipped inside the FAB). Per run: median seconds per round over
+the timed rounds (the first round warms up, the last also measures upload sizes; both
+left out), fedplug's one-time key setup separately.
+
+Two kinds of SuperNode (``--supernodes``), each with its own SuperLink:
+
+- ``flower``: plain ``flower-supernode``, which starts a fresh ``flwr-clientapp`` process
+  for every message (Flower 1.42's ``flwr-clientapp`` serves one task and exits): every
+  message pays a Python start-up, the imports and the bundle's installation;
+- ``fedplug``: the pod process of ``fedplug pod start`` (``_bench_pod.py``: fedplug's
+  long-lived executor behind ``flower-supernode --isolation process``, with the
+  benchmark's app swapped in), which answers every message from one process.
+
+Flower 1.42's SuperNode sleeps 3 s whenever a poll of the SuperLink finds no message, so
+every server -> pod exchange costs up to ~3 s of waiting: SecAgg+ needs four exchanges
+per round, fedplug secure (dropout="recover") two (upload, unmask), fedplug secure with
+dropout="abort" and plain one. Every server loop, SecAgg+'s included, polls for replies
+through fedplug's ``PollingGrid`` (every 0.25 s), as fedplug's ServerApp does under
+``flwr run``.
 
     python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 8]
+        [--modes plain secure ...] [--supernodes flower fedplug]
 """
 
 from __future__ import annotations
@@ -36,9 +48,18 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from _common import md_table, md_targets, target, write_results  # noqa: E402
 from aggregation_round import LABELS, MODES, summarize  # noqa: E402
-from deploy_helpers import BIN, CONNECTION, Cluster, free_port  # noqa: E402
+from deploy_helpers import BIN, CONNECTION, Cluster, free_port, write_pods  # noqa: E402
 
 K = 3
+KINDS = ("flower", "fedplug")
+KIND_LABELS = {
+    "flower": "flower-supernode (a process per message)",
+    "fedplug": "fedplug pod start (one long-lived process)",
+}
+#: The modes a fedplug pod process can serve (SecAgg+ needs Flower's own ClientApp).
+FEDPLUG_MODES = ("plain", "secure", "secure-abort")
+POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+POD_POLL_DEFAULT = "fedplug's default: 0.1 while a run is active, 0.5 when idle"
 COMPONENTS = {
     "plain": "_superlink_app:fedplug_client",
     "secure": "_superlink_app:fedplug_client",
@@ -106,6 +127,44 @@ def run_mode(c: Cluster, app: Path, mode: str, d: int, rounds: int, timeout: flo
     return data
 
 
+def start_nodes(c: Cluster, kind: str, pod_dir: Path) -> list:
+    """K SuperNodes of ``kind`` connected to ``c``'s SuperLink."""
+    if kind == "flower":
+        nodes = [
+            c._spawn(  # noqa: SLF001 - the harness's process starter (logs, cleanup)
+                f"supernode-{i}",
+                [
+                    BIN / "flower-supernode",
+                    "--insecure",
+                    "--superlink",
+                    c.address,
+                    "--port",
+                    str(free_port()),
+                ],
+            )
+            for i in range(K)
+        ]
+    else:
+        pods = write_pods(pod_dir, names=[f"bench-{i}" for i in range(K)], rows=[300] * K)
+        nodes = [
+            c._spawn(  # noqa: SLF001
+                f"pod-{i}",
+                [
+                    sys.executable,
+                    HERE / "_bench_pod.py",
+                    pod,
+                    "--superlink",
+                    c.address,
+                    "--insecure",
+                ],
+            )
+            for i, pod in enumerate(pods)
+        ]
+    for node in nodes:
+        c.wait_connected(node)
+    return nodes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, nargs="+", default=[1_000_000, 100_000])
@@ -115,6 +174,19 @@ def main() -> None:
         default=["plain", "secure", "secure-abort", "secaggplus"],
         choices=MODES,
     )
+    parser.add_argument(
+        "--supernodes",
+        nargs="+",
+        default=list(KINDS),
+        choices=KINDS,
+        help="flower: plain flower-supernode; fedplug: fedplug pod start's process",
+    )
+    parser.add_argument(
+        "--pod-poll",
+        type=float,
+        default=None,
+        help=f"{POLL_ENV} for the fedplug pod processes (default: unset, {POD_POLL_DEFAULT})",
+    )
     parser.add_argument("--rounds", type=int, default=8, help="incl. warm-up and last round")
     parser.add_argument("--timeout", type=float, default=420.0, help="per run, seconds")
     parser.add_argument("--keep", type=Path, help="keep logs in this directory")
@@ -123,81 +195,86 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fedplug-superlink-bench-"))
     rows: list[dict] = []
     try:
-        with Cluster(workdir) as c:
-            c.env["PYTHONPATH"] = str(HERE)  # belt and braces: the FAB ships the modules too
-            c.env["PYTHONWARNINGS"] = "ignore"
-            c.start_superlink()
-            nodes = [
-                c._spawn(  # noqa: SLF001
-                    f"supernode-{i}",
-                    [
-                        BIN / "flower-supernode",
-                        "--insecure",
-                        "--superlink",
-                        c.address,
-                        "--port",
-                        str(free_port()),
-                    ],
-                )
-                for i in range(K)
-            ]
-            for node in nodes:
-                c.wait_connected(node)
-            apps = {mode: make_app(workdir, mode) for mode in args.modes}
-            for d in args.params:
-                for mode in args.modes:
-                    print(f"{mode} K={K} D={d} ...", flush=True)
-                    raw = run_mode(c, apps[mode], mode, d, args.rounds, args.timeout)
-                    row = summarize(mode, K, d, raw)
-                    row["run_s"] = raw.get("run_s")
-                    row["server_app_s"] = raw.get("serverapp_s")
-                    rows.append(row)
-                    print(
-                        f"  round {row['round_s']:.3f}s (all {np.round(row['round_s_all'], 2)})"
-                        f"  setup {row['setup_s']:.3f}s  {row['error'] or ''}",
-                        flush=True,
-                    )
-            if args.keep:
-                shutil.copytree(c.logs, args.keep, dirs_exist_ok=True)
+        for kind in args.supernodes:
+            modes = [m for m in args.modes if kind == "flower" or m in FEDPLUG_MODES]
+            # A SuperLink per kind: the server apps take every connected SuperNode.
+            with Cluster(workdir / kind) as c:
+                c.env["PYTHONPATH"] = str(HERE)  # belt and braces: the FAB ships them too
+                c.env["PYTHONWARNINGS"] = "ignore"
+                if kind == "fedplug":
+                    # What a pod owner gets: fedplug's own poll of the Runtime API.
+                    c.env.pop(POLL_ENV, None)
+                    if args.pod_poll is not None:
+                        c.env[POLL_ENV] = str(args.pod_poll)
+                c.start_superlink()
+                start_nodes(c, kind, workdir / kind / "pods")
+                apps = {mode: make_app(workdir / kind, mode) for mode in modes}
+                for d in args.params:
+                    for mode in modes:
+                        print(f"{kind}: {mode} K={K} D={d} ...", flush=True)
+                        raw = run_mode(c, apps[mode], mode, d, args.rounds, args.timeout)
+                        row = summarize(mode, K, d, raw)
+                        row["supernodes"] = kind
+                        row["run_s"] = raw.get("run_s")
+                        row["server_app_s"] = raw.get("serverapp_s")
+                        rows.append(row)
+                        print(
+                            f"  round {row['round_s']:.3f}s "
+                            f"(all {np.round(row['round_s_all'], 2)})"
+                            f"  setup {row['setup_s']:.3f}s  {row['error'] or ''}",
+                            flush=True,
+                        )
+                if args.keep:
+                    shutil.copytree(c.logs, args.keep / kind, dirs_exist_ok=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report(rows, args, started)
 
 
 def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
-    by = {(r["mode"], r["params"]): r for r in rows}
+    by = {(r["supernodes"], r["mode"], r["params"]): r for r in rows}
+    kinds = [k for k in args.supernodes if any(r["supernodes"] == k for r in rows)]
     table, ratios = [], []
-    for d in args.params:
-        plain = by.get(("plain", d))
-        for mode in args.modes:
-            r = by[(mode, d)]
-            table.append(
-                [
-                    K,
-                    f"{d:,}",
-                    LABELS[mode],
-                    r["round_s"],
-                    r["round_s"] / plain["round_s"] if plain else float("nan"),
-                    ", ".join(f"{x:.2f}" for x in r["round_s_all"]),
-                    r["setup_s"] if mode.startswith("secure") else float("nan"),
-                    r["server_aggregate_s"],
-                    r["pod_handler_ms"],
-                    r["upload_bytes_per_pod"] / 1e6,
-                    "FAILED: " + r["error"].splitlines()[0][:60] if r["error"] else "",
-                ]
-            )
-        s = by.get(("secure", d))
-        if s and plain:
-            entry = {"params": d, "secure_over_plain": s["round_s"] / plain["round_s"]}
-            if ("secaggplus", d) in by:
-                entry["secaggplus_over_secure"] = by[("secaggplus", d)]["round_s"] / s["round_s"]
-            entry["secure_setup_s"] = s["setup_s"]
-            if ("secure-abort", d) in by:
-                entry["abort_over_plain"] = by[("secure-abort", d)]["round_s"] / plain["round_s"]
-            ratios.append(entry)
+    for kind in kinds:
+        for d in args.params:
+            plain = by.get((kind, "plain", d))
+            for mode in args.modes:
+                r = by.get((kind, mode, d))
+                if r is None:
+                    continue
+                table.append(
+                    [
+                        KIND_LABELS[kind],
+                        f"{d:,}",
+                        LABELS[mode],
+                        r["round_s"],
+                        r["round_s"] / plain["round_s"] if plain else float("nan"),
+                        ", ".join(f"{x:.2f}" for x in r["round_s_all"]),
+                        r["setup_s"] if mode.startswith("secure") else float("nan"),
+                        r["server_aggregate_s"],
+                        r["pod_handler_ms"],
+                        r["upload_bytes_per_pod"] / 1e6,
+                        "FAILED: " + r["error"].splitlines()[0][:60] if r["error"] else "",
+                    ]
+                )
+            s = by.get((kind, "secure", d))
+            if s and plain:
+                entry = {
+                    "supernodes": kind,
+                    "params": d,
+                    "secure_over_plain": s["round_s"] / plain["round_s"],
+                    "secure_setup_s": s["setup_s"],
+                }
+                if (kind, "secaggplus", d) in by:
+                    secaggplus = by[(kind, "secaggplus", d)]["round_s"]
+                    entry["secaggplus_over_secure"] = secaggplus / s["round_s"]
+                if (kind, "secure-abort", d) in by:
+                    abort = by[(kind, "secure-abort", d)]["round_s"]
+                    entry["abort_over_plain"] = abort / plain["round_s"]
+                ratios.append(entry)
     md = md_table(
         [
-            "K",
+            "SuperNodes",
             "D",
             "aggregation",
             "s / round (median)",
@@ -211,36 +288,54 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
         ],
         table,
     )
-    md += "\n\nRatios (same SuperLink, same SuperNodes, same run of this script):\n\n"
-    md += md_table(
-        [
-            "D",
-            "secure (recover) / plain",
-            "secure (abort) / plain",
-            "SecAgg+ / secure (recover)",
-            "fedplug key setup s (once)",
-        ],
-        [
+    if ratios:
+        md += "\n\nRatios (same SuperLink, same SuperNodes, same run of this script):\n\n"
+        md += md_table(
             [
-                f"{e['params']:,}",
-                e["secure_over_plain"],
-                e.get("abort_over_plain", float("nan")),
-                e.get("secaggplus_over_secure", float("nan")),
-                e["secure_setup_s"],
-            ]
-            for e in ratios
-        ],
-    )
+                "SuperNodes",
+                "D",
+                "secure (recover) / plain",
+                "secure (abort) / plain",
+                "SecAgg+ / secure (recover)",
+                "fedplug key setup s (once)",
+            ],
+            [
+                [
+                    KIND_LABELS[e["supernodes"]],
+                    f"{e['params']:,}",
+                    e["secure_over_plain"],
+                    e.get("abort_over_plain", float("nan")),
+                    e.get("secaggplus_over_secure", float("nan")),
+                    e["secure_setup_s"],
+                ]
+                for e in ratios
+            ],
+        )
     checks = {}
     for e in ratios:
-        tag = f"@K{K},D{e['params']:,}"
+        tag = f"@{e['supernodes']},K{K},D{e['params']:,}"
         checks["secure_over_plain" + tag] = target(e["secure_over_plain"], "<=", 1.5)
         if "secaggplus_over_secure" in e:
             checks["secaggplus_over_secure" + tag] = target(e["secaggplus_over_secure"], ">=", 2.5)
     md += md_targets(checks, "Targets (issue 13)")
+    pod_checks = {}
+    for d in args.params:
+        pod_plain = by.get(("fedplug", "plain", d))
+        if pod_plain and d >= 1_000_000:
+            pod_checks[f"plain_round_s@fedplug,K{K},D{d:,}"] = target(
+                pod_plain["round_s"], "<=", 4.0
+            )
+    md += md_targets(pod_checks, "Targets (issue 14)")
+    checks.update(pod_checks)
     md += (
-        f"\n\nOne `flower-superlink` and {K} `flower-supernode` processes on 127.0.0.1 "
-        "(insecure, this machine), one `flwr run` per row, in the order of the table. "
+        f"\n\nOne `flower-superlink` and {K} SuperNodes on 127.0.0.1 (insecure, this "
+        "machine) per kind of SuperNode, one `flwr run` per row, in the order of the table. "
+        "flower-supernode: Flower's SuperNode with its own SuperExec, which starts a fresh "
+        "`flwr-clientapp` process (Python start-up, imports, bundle installation) for every "
+        f"message ({POLL_ENV}=0.2). fedplug pod start: the pod process fedplug runs for a "
+        "pod, one process that answers every message (its Runtime API poll: "
+        f"{args.pod_poll if args.pod_poll is not None else POD_POLL_DEFAULT} s), "
+        "serving the same benchmark app. "
         f"{args.rounds} rounds per run; the median is over rounds 2..{args.rounds - 1} "
         "(round 1 warms up, the last also measures upload sizes). A round is timed in the "
         "ServerApp from sending the train messages to the aggregated model; Flower 1.42's "
@@ -261,25 +356,31 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        1, len(args.params), figsize=(4.5 * len(args.params), 3.4), squeeze=False
+        1, len(args.params), figsize=(5.5 * len(args.params), 3.6), squeeze=False
     )
+    colours = {"flower": "tab:gray", "fedplug": "tab:blue"}
     for ax, d in zip(axes[0], args.params, strict=True):
-        names = [LABELS[m] for m in args.modes]
-        ys = [by[(m, d)]["round_s"] for m in args.modes]
-        ax.bar(names, ys, color=["tab:gray", "tab:blue", "tab:orange"][: len(ys)])
-        if "secure" in args.modes:
-            ax.bar(["fedplug key setup\n(once)"], [by[("secure", d)]["setup_s"]], color="tab:cyan")
+        for kind in kinds:
+            names = [f"{LABELS[m]}\n({kind})" for m in args.modes if (kind, m, d) in by]
+            ys = [by[(kind, m, d)]["round_s"] for m in args.modes if (kind, m, d) in by]
+            ax.bar(names, ys, color=colours[kind], label=KIND_LABELS[kind])
+        ax.axhline(4.0, color="tab:red", linestyle=":", linewidth=1)
         ax.set_title(f"real SuperLink, K = {K}, D = {d:,}")
         ax.set_ylabel("seconds / round (median)")
-        ax.tick_params(axis="x", labelsize=7)
+        ax.tick_params(axis="x", labelsize=6, rotation=30)
+        ax.legend(fontsize=7)
     params = {
         "pods": K,
         "params": args.params,
         "modes": args.modes,
+        "supernodes": kinds,
         "rounds": args.rounds,
         "timed_rounds": "2..rounds-1",
-        "deployment": "flower-superlink + 3 flower-supernode on 127.0.0.1, --insecure, "
-        "flwr run --stream, FLWR_SUPEREXEC_TASK_POLL_INTERVAL=0.2",
+        "deployment": "flower-superlink + 3 SuperNodes on 127.0.0.1, --insecure, flwr run --stream",
+        "flower_supernode": f"flower-supernode, {POLL_ENV}=0.2 (its SuperExec)",
+        "fedplug_pod": "fedplug pod start's process (benchmarks/_bench_pod.py), "
+        f"{POLL_ENV}={args.pod_poll if args.pod_poll is not None else 'unset'} "
+        f"({args.pod_poll if args.pod_poll is not None else POD_POLL_DEFAULT} s)",
         "num_examples_per_pod": 1000,
         "secure": "SecureAggregator() defaults (q=2^61-1, clip 8, max_weight 1e6)",
         "secaggplus": "SecAggPlusWorkflow(num_shares=K, reconstruction_threshold=K-1), "
