@@ -51,6 +51,7 @@ def compose_config(overrides: Sequence[str], config_dir: Path | None = None) -> 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from fedplug._config_checks import explain_compose_error
     from fedplug.cli._run import conf_dir
 
     directory = Path(config_dir) if config_dir is not None else conf_dir()
@@ -58,10 +59,7 @@ def compose_config(overrides: Sequence[str], config_dir: Path | None = None) -> 
         with initialize_config_dir(config_dir=str(directory.resolve()), version_base="1.3"):
             return compose("config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(
-            f"the Hydra overrides {list(overrides)} do not compose with the configs in "
-            f"{directory}: {exc}. Fix the override (e.g. aggregator=secure, model.epochs=2)."
-        ) from exc
+        raise explain_compose_error(exc, list(overrides)) from exc
 
 
 def plain(value: Any) -> Any:
@@ -94,9 +92,11 @@ def only_known(params: dict, cls: type, what: str) -> dict:
 
 def objects_from_config(cfg: Any) -> ComposedRun:
     """The model, aggregator and strategy a composed config names (plugins by name)."""
+    from fedplug._config_checks import check_config
     from fedplug._plugins import load_plugin
     from fedplug.learning import DataStructure, Optimizer
 
+    check_config(cfg)  # every group's keys and values, before any object is built
     pods = plain(cfg.pods)
     model_cfg = plain(cfg.model)
     model_cls = load_plugin("models", plugin_ref(model_cfg, "model"))

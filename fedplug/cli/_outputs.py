@@ -12,6 +12,8 @@ from rich.table import Table
 # The progress lines per round are printed by fit itself (fedplug._flower._progress).
 from fedplug._flower._progress import SHOWN
 
+from ._tables import print_table
+
 
 def results_table(history: list[dict]) -> Table:
     keys = [k for k in SHOWN if any(k in h["evaluate"] for h in history)]
@@ -29,15 +31,26 @@ def results_table(history: list[dict]) -> Table:
 
 
 def print_results(console: Console, history: list[dict], seconds: float, out_dir: Path) -> None:
-    console.print(results_table(history))
+    print_table(console, results_table(history))
     console.print(f"done in {seconds:.1f}s; model, history and plot in {out_dir}")
 
 
 def plot_history(history: list[dict], path: Path, title: str = "fedplug run") -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(history, title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def history_figure(history: list[dict], title: str = "fedplug run") -> Any:
+    """The figure of metrics.png: losses and validation metrics per round."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [h["round"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -55,11 +68,11 @@ def plot_history(history: list[dict], path: Path, title: str = "fedplug run") ->
     right.set_xlabel("round")
     right.set_title("validation metrics")
     right.legend()
+    for axes in (left, right):  # rounds are whole numbers: no 1.5 tick
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_outputs(

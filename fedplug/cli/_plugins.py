@@ -7,6 +7,8 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from ._tables import print_table
+
 console = Console()
 
 
@@ -28,7 +30,7 @@ def plugins() -> int:
             table.add_row(name, record.target, record.distribution or "?", record.version or "?")
         if not mine:
             table.add_row("[dim](none installed)[/]", "", "", "")
-        console.print(table)
+        print_table(console, table)
     counts = Counter((r.kind, r.name) for r in records)
     conflicts = sorted(f"{_singular(k)} {n!r}" for (k, n), c in counts.items() if c > 1)
     if conflicts:

@@ -11,13 +11,20 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fedplug._errors import FedplugError
+
+from ._tables import print_table
 
 console = Console()
 
 METRICS = ("accuracy", "auc", "f1", "loss")
 SWEEP_EXAMPLE = "fedplug run -m aggregator=fedavg,secure seed=0,1,2"
+#: The log `fedplug run` writes into each run's directory, and its own logger there
+#: (conf/hydra/job_logging/fedplug.yaml).
+RUN_LOG = "run.log"
+RUN_LOGGER = "fedplug.run"
 
 
 @dataclass
@@ -73,7 +80,12 @@ def read_run(root: Path, job: Path) -> RunSummary:
     run = RunSummary(dir=rel, overrides=_overrides(job))
     path = job / "history.json"
     if not path.is_file():
-        run.status = "no history.json (the run failed or is still running; see its _run.log)"
+        error = logged_error(job / RUN_LOG)
+        run.status = (
+            f"failed: {error}"
+            if error
+            else f"no history.json (the run failed or is still running; see its {RUN_LOG})"
+        )
         return run
     try:
         data = json.loads(path.read_text())
@@ -88,6 +100,17 @@ def read_run(root: Path, job: Path) -> RunSummary:
         final = history[-1].get("evaluate") or {}
         run.final = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
     return run
+
+
+def logged_error(log: Path) -> str | None:
+    """The error a failed run wrote into its run.log (the message it printed), if any."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    marker = f" ERROR   {RUN_LOGGER}: "
+    errors = [line.split(marker, 1)[1] for line in lines if marker in line]
+    return errors[-1] if errors else None
 
 
 def read_sweep(sweep_dir: str | Path) -> list[RunSummary]:
@@ -157,16 +180,19 @@ def runs_table(runs: list[RunSummary], sweep_dir: Path) -> Table:
         table.add_column(metric, justify="right")
     table.add_column("rounds", justify="right")
     table.add_column("wall time (s)", justify="right")
+    table.add_column("status")
     for i, run in enumerate(runs):
         if run.status != "ok":
-            table.add_row(str(i), run.label, f"[red]{run.status}[/]", "", "", "", "", "")
+            blank = ["-"] * (len(METRICS) + 2)
+            table.add_row(str(i), Text(run.label), *blank, Text(run.status, style="red"))
             continue
         table.add_row(
             str(i),
-            run.label,
+            Text(run.label),  # plain text: overrides hold [brackets]
             *[_fmt(run.final.get(m)) for m in METRICS],
             str(run.rounds),
             _fmt(run.seconds, 1),
+            "ok",
         )
     return table
 
@@ -186,49 +212,66 @@ def groups_table(groups: list[dict[str, Any]]) -> Table:
                 "-" if stats is None else f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
             )
         setting = " ".join(f"{k}={v}" for k, v in group["setting"].items()) or "(all)"
-        table.add_row(setting, str(group["runs"]), *cells)
+        table.add_row(Text(setting), str(group["runs"]), *cells)
     return table
 
 
 def plot_comparison(runs: list[RunSummary], path: Path) -> Path:
     """Validation accuracy per round for every run, and the final metrics side by side."""
+    import matplotlib.pyplot as plt
+
+    fig = comparison_figure(runs)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def comparison_figure(runs: list[RunSummary]) -> Any:
+    """The figure of comparison.png; a run without results is shown as failed, not left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    ok = [r for r in runs if r.status == "ok" and r.history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run in ok:
-        rounds = [h.get("round") for h in run.history]
-        values = [(h.get("evaluate") or {}).get("accuracy") for h in run.history]
-        left.plot(rounds, values, marker="o", label=f"#{runs.index(run)} {run.label}"[:60])
+    for i, run in enumerate(runs):
+        label = f"#{i} {run.label}"[:60]
+        if run.status == "ok" and run.history:
+            rounds = [h.get("round") for h in run.history]
+            values = [(h.get("evaluate") or {}).get("accuracy") for h in run.history]
+            left.plot(rounds, values, marker="o", label=label)
+        else:  # in the legend only, marked
+            left.plot([], [], marker="x", linestyle="none", color="red", label=f"{label} (failed)")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("round")
     left.set_ylabel("validation accuracy")
     left.set_title("accuracy per round")
-    if ok:
+    if runs:
         left.legend(fontsize="small")
     width = 0.8 / len(METRICS[:3])
-    positions = range(len(ok))
+    ok = [run.status == "ok" for run in runs]
     for j, metric in enumerate(METRICS[:3]):
         right.bar(
-            [p + j * width for p in positions],
-            [r.final.get(metric, 0.0) for r in ok],
+            [i + j * width for i, good in enumerate(ok) if good],
+            [r.final.get(metric, 0.0) for r, good in zip(runs, ok, strict=True) if good],
             width=width,
             label=metric,
         )
-    right.set_xticks([p + width for p in positions])
-    right.set_xticklabels([f"#{runs.index(r)}" for r in ok])
+    for i, good in enumerate(ok):
+        if not good:
+            right.text(
+                i + width, 0.02, "failed", rotation=90, ha="center", va="bottom", color="red"
+            )
+    right.set_xticks([i + width for i in range(len(runs))])
+    right.set_xticklabels([f"#{i}" + ("" if good else " (failed)") for i, good in enumerate(ok)])
     right.set_ylim(0.0, 1.0)
     right.set_title("final validation metrics by run")
     right.legend(fontsize="small")
-    fig.suptitle(f"fedplug sweep: {len(runs)} run(s)")
+    failed = ok.count(False)
+    fig.suptitle(f"fedplug sweep: {len(runs)} run(s)" + (f", {failed} failed" if failed else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def report(sweep_dir: str) -> int:
@@ -245,11 +288,11 @@ def report(sweep_dir: str) -> int:
         - {o for r in runs for o in r.overrides if o.partition("=")[0].lstrip("+~") in varying}
     )
     groups = _groups(runs, varying)
-    console.print(runs_table(runs, root))
+    print_table(console, runs_table(runs, root))
     if common and len(runs) > 1:
-        console.print(f"common to every run: {' '.join(common)}", highlight=False)
+        console.print(f"common to every run: {' '.join(common)}", highlight=False, markup=False)
     if groups and any(g["runs"] > 1 for g in groups):
-        console.print(groups_table(groups))
+        print_table(console, groups_table(groups))
     payload = {
         "sweep_dir": str(root.resolve()),
         "varying": varying,

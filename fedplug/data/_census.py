@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,13 +116,40 @@ def _pod_yaml(name: str, other: str, schema: dict[str, Any], comment: str) -> st
 DEMO_TEST_FILE = "census-income-test.csv"
 
 
+#: Every file the demo writes, in the order it writes them.
+DEMO_FILES: tuple[str, ...] = (
+    DEMO_SCHEMA_FILE,
+    f"{DEMO_POD}.csv",
+    f"{DEMO_YAML_POD}.csv",
+    DEMO_TEST_FILE,
+    f"{DEMO_POD}.yaml",
+    f"{DEMO_YAML_POD}.yaml",
+)
+
+
+@dataclass(frozen=True)
+class DemoFiles:
+    """What :func:`write_census_demo_files` did in its folder."""
+
+    pods: list[Path]  # the two pod YAML files
+    written: list[Path]  # the files it created
+    kept: list[Path]  # demo files that were there already, left exactly as they were
+
+
 def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
     """Write the two census-income demo pods (CSV + YAML each) and the agreed schema file.
 
     Also writes ``census-income-test.csv``, the held-out Adult test file with its
     ``TARGET`` column, for scoring a trained model (``fedplug evaluate``); it is no pod.
-    Returns the paths of the two pod YAML files. The packaged data is only read.
+    Only missing files are written: an existing file (which its user may have edited) is
+    never replaced. Returns the paths of the two pod YAML files. The packaged data is
+    only read.
     """
+    return write_census_demo_files(directory, seed).pods
+
+
+def write_census_demo_files(directory: str | Path, seed: int = 42) -> DemoFiles:
+    """:func:`write_census_demo`, saying which files it wrote and which it kept."""
     directory = Path(directory)
     if directory.resolve() == CENSUS_DIR:
         raise ConfigError(
@@ -132,22 +163,22 @@ def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
             f"write_census_demo: cannot create the folder '{directory}' ({exc.strerror or exc}); "
             "choose a writable location"
         ) from exc
-    frame = load_adult("train")
-    agreed = Schema.infer(frame, name="census-income", force_stypes=DEMO_FORCE_STYPES)
-    agreed.to_yaml(directory / DEMO_SCHEMA_FILE)
-
-    order, to_inferred = _demo_assignment(frame, agreed.categorical(), seed)
-    shuffled = frame.iloc[order].reset_index(drop=True)
-    parts = {DEMO_POD: shuffled[to_inferred], DEMO_YAML_POD: shuffled[~to_inferred]}
-    for name, part in parts.items():
-        try:
-            part.to_csv(directory / f"{name}.csv", index=False)
-        except OSError as exc:
-            raise DataSourceError(
-                f"cannot write '{directory / f'{name}.csv'}' ({exc}); choose a writable folder"
-            ) from exc
-
-    load_adult("test").to_csv(directory / DEMO_TEST_FILE, index=False)
+    missing = {name for name in DEMO_FILES if not (directory / name).exists()}
+    writers: dict[str, Callable[[Path], object]] = {}
+    if missing & {DEMO_SCHEMA_FILE, f"{DEMO_POD}.csv", f"{DEMO_YAML_POD}.csv"}:
+        frame = load_adult("train")
+        agreed = Schema.infer(frame, name="census-income", force_stypes=DEMO_FORCE_STYPES)
+        writers[DEMO_SCHEMA_FILE] = agreed.to_yaml
+        # The split is fixed by the seed, so a missing CSV matches the ones that are kept.
+        order, to_inferred = _demo_assignment(frame, agreed.categorical(), seed)
+        shuffled = frame.iloc[order].reset_index(drop=True)
+        for name, part in (
+            (DEMO_POD, shuffled[to_inferred]),
+            (DEMO_YAML_POD, shuffled[~to_inferred]),
+        ):
+            writers[f"{name}.csv"] = partial(_write_csv, part)
+    if DEMO_TEST_FILE in missing:
+        writers[DEMO_TEST_FILE] = lambda path: _write_csv(load_adult("test"), path)
 
     header = (
         "# fedplug pod: census-income demo (UCI Adult, CC BY 4.0; Becker & Kohavi, 1996).\n"
@@ -165,9 +196,52 @@ def write_census_demo(directory: str | Path, seed: int = 42) -> list[Path]:
         {"file": DEMO_SCHEMA_FILE},
         header + f"# The schema is the agreed file {DEMO_SCHEMA_FILE}.\n",
     )
-    paths = []
     for name, text in ((DEMO_POD, inferred), (DEMO_YAML_POD, from_file)):
-        path = directory / f"{name}.yaml"
-        write_text(path, text, what="pod file", error=ConfigError)
-        paths.append(path)
-    return paths
+        writers[f"{name}.yaml"] = partial(_write_pod_file, text)
+    written = [
+        directory / name
+        for name in DEMO_FILES
+        if name in missing and _create(directory / name, writers[name])
+    ]
+    return DemoFiles(
+        pods=[directory / f"{name}.yaml" for name in (DEMO_POD, DEMO_YAML_POD)],
+        written=written,
+        kept=[directory / name for name in DEMO_FILES if directory / name not in written],
+    )
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
+def _write_pod_file(text: str, path: Path) -> None:
+    write_text(path, text, what="pod file", error=ConfigError)
+
+
+def _create(path: Path, write: Callable[[Path], object]) -> bool:
+    """Write ``path`` with ``write`` unless it exists; returns whether it was written.
+
+    The file is written whole under a temporary name, then linked into place, which
+    fails if the name exists: a file that appears meanwhile is kept, never replaced, and
+    nobody sees a half-written file.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: create exclusively instead
+            try:
+                with open(path, "xb") as out:
+                    out.write(temporary.read_bytes())
+            except FileExistsError:
+                return False
+        return True
+    except OSError as exc:
+        raise DataSourceError(
+            f"cannot write '{path}' ({exc.strerror or exc}); choose a writable folder"
+        ) from exc
+    finally:
+        temporary.unlink(missing_ok=True)
