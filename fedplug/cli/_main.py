@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from fedplug._errors import FedplugError
 
@@ -22,6 +24,8 @@ commands:
   pod start POD.yaml --superlink HOST:PORT   check a pod, then serve it (fedplug's app only)
   schema agree POD... [-o FILE] [--vocabularies union|exact] [--dir D]
                                one schema file for the pods, from their published schemas
+  submit CONNECTION [OVERRIDES] [--output-dir D]
+                               run on a SuperLink (flwr run --stream); exit 1 unless it completes
   evaluate MODEL DATA          score a saved model on a labelled CSV/Parquet file
   plugins                      list installed plugins by kind
   report SWEEP_DIR             compare the runs of a sweep (table and plot)
@@ -29,9 +33,21 @@ commands:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedplug", usage=USAGE)
-    # prog: argparse would otherwise build the subcommands' usage from USAGE (garbled).
-    sub = parser.add_subparsers(dest="command", metavar="command", prog="fedplug")
+    # The commands table is the help (it lists `run`, which Hydra parses, not argparse);
+    # argparse's own list of subcommands would leave `run` out.
+    parser = argparse.ArgumentParser(
+        prog="fedplug",
+        usage=USAGE.split("\n", 1)[0],
+        description=USAGE.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # prog: argparse would otherwise build the subcommands' usage from the usage line.
+    sub = parser.add_subparsers(
+        dest="command", metavar="command", prog="fedplug", help=argparse.SUPPRESS
+    )
+    # Never parsed here (main hands `run` to Hydra first): listed so that an unknown
+    # command's error names it among the choices.
+    sub.add_parser("run", help="train across pods", add_help=False)
     demo = sub.add_parser("demo", help="write a tutorial's pods")
     demo.add_argument("name", choices=["census-income"])
     demo.add_argument(
@@ -98,6 +114,34 @@ def _parser() -> argparse.ArgumentParser:
     agree.add_argument(
         "--dir", default=None, help="pod directory (default: $FEDPLUG_POD_DIR or ./pods)"
     )
+    submit = sub.add_parser(
+        "submit",
+        help="run the task on a SuperLink; exit 1 unless it completes",
+        description="`flwr run APP CONNECTION --stream` with the overrides as its run config, "
+        "then the run's final status from the SuperLink: exit 0 only when it is "
+        "finished:completed (flwr run itself exits 0 after a failed run).",
+    )
+    submit.add_argument(
+        "connection", metavar="CONNECTION", help="a SuperLink connection in $FLWR_HOME/config.toml"
+    )
+    submit.add_argument(
+        "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, as for fedplug run"
+    )
+    submit.add_argument(
+        "--output-dir",
+        default="",
+        help="where the ServerApp writes the outputs, on the SuperLink's machine "
+        "(default: outputs/flwr-run/<time> there)",
+    )
+    submit.add_argument(
+        "--app", default=None, help="the Flower App (default: this fedplug checkout)"
+    )
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="seconds before the run is stopped and reported failed (default: 3600)",
+    )
     evaluate = sub.add_parser("evaluate", help="score a saved model on a labelled file")
     evaluate.add_argument("model")
     evaluate.add_argument("data")
@@ -134,6 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._schema import schema_agree
 
             return schema_agree(ns.pods, ns.output, ns.vocabularies, ns.dir)
+        if ns.command == "submit":
+            from ._submit import submit
+
+            return submit(
+                ns.connection,
+                ns.overrides,
+                output_dir=ns.output_dir,
+                app=ns.app,
+                timeout=ns.timeout,
+            )
         if ns.command == "evaluate":
             from ._evaluate import evaluate
 
@@ -147,13 +201,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return report(ns.sweep_dir)
     except FedplugError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escape: a message naming e.g. pods.identifiers=[a,b] is text, not markup
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 1
     return 2
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left early (`fedplug plugins | head`): no traceback; Python's own
+        # flush at exit would raise again, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":
