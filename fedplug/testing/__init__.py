@@ -32,10 +32,13 @@ from ._checks import (
 )
 from ._datasources import check_datasource
 from ._fixed import FixedUpdates, RoundResult, fake_grid, fake_pod_app, make_updates, run_round
+from ._models import KIT_COLUMNS, check_model
 from ._pods import pin_each_other
 from ._secure import check_secure_aggregation, write_tiny_pods
 
 __all__ = [
+    "KIT_COLUMNS",
+    "check_model",
     "FixedUpdates",
     "RoundResult",
     "StrategyFactory",
