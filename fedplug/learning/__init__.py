@@ -9,11 +9,19 @@ from ._boosting import BoostingParams, BoostingSetup, Ensemble, Exchange, fit_en
 from ._boosting_pod import BoostingPod
 from ._datastructure import DataStructure, ResolvedColumns
 from ._encoding import EncodedTable, TabularEncoder
-from ._evaluation import evaluate_local
-from ._metrics import classification_metrics, roc_auc
-from ._model import TabularNet, TabularNetSpec, embedding_dim, get_weights, set_weights
+from ._evaluation import evaluate_local, evaluate_regression
+from ._metrics import classification_metrics, regression_metrics, regression_moments, roc_auc
+from ._model import (
+    TabularMLP,
+    TabularNet,
+    TabularNetSpec,
+    embedding_dim,
+    get_weights,
+    set_weights,
+)
 from ._optimizer import Optimizer
 from ._pod_model import PodModel
+from ._regressor import LOSSES, RegressorPod, RegressorSpec
 from ._stats import local_feature_moments, moment_units, scaling_from_moments
 from ._task import PodTrainer, TrainingTask, scaling_for  # noqa: E402 - uses the above
 from ._training import train_local
@@ -25,6 +33,9 @@ __all__ = [
     "Ensemble",
     "Exchange",
     "PodModel",
+    "LOSSES",
+    "RegressorPod",
+    "RegressorSpec",
     "fit_ensemble",
     "PodTrainer",
     "TrainingTask",
@@ -34,14 +45,18 @@ __all__ = [
     "Optimizer",
     "ResolvedColumns",
     "TabularEncoder",
+    "TabularMLP",
     "TabularNet",
     "TabularNetSpec",
     "classification_metrics",
     "embedding_dim",
     "evaluate_local",
+    "evaluate_regression",
     "get_weights",
     "local_feature_moments",
     "moment_units",
+    "regression_metrics",
+    "regression_moments",
     "roc_auc",
     "scaling_from_moments",
     "set_weights",

@@ -22,6 +22,8 @@ class PodTables(Protocol):
 
 
 _KEYS = ("target", "table", "selected_cols", "ignore_cols")
+#: What :meth:`DataStructure.resolve` can check a target for.
+TASKS = ("classification", "regression", "auto")
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,23 @@ class ResolvedColumns:
     categorical: list[str] = field(default_factory=list)
     continuous: list[str] = field(default_factory=list)
     classes: tuple = ()
+    #: "classification" (a categorical target, ``classes`` its values) or "regression"
+    #: (a continuous target).
+    task: str = "classification"
 
     @property
     def features(self) -> list[str]:
         """Categorical then continuous feature columns (the encoder's order)."""
         return [*self.categorical, *self.continuous]
+
+    @property
+    def scaled(self) -> list[str]:
+        """The columns scaled by cross-pod statistics: the continuous features, then a
+        regression's target (standardized like a feature, so losses and updates are of
+        order one whatever the target's units)."""
+        if self.task == "regression":
+            return [*self.continuous, self.target]
+        return list(self.continuous)
 
 
 def _names(value: object, what: str) -> list[str]:
@@ -83,32 +97,62 @@ class DataStructure:
         self.selected_cols = selected_cols
         self.ignore_cols = ignore_cols
 
-    def resolve(self, schema: Schema) -> ResolvedColumns:
+    def resolve(self, schema: Schema, task: str = "classification") -> ResolvedColumns:
         """Check the datastructure against ``schema`` and list the columns it uses.
 
-        Text columns are left out silently (the tabular models cannot use them).
+        ``task`` is what the model predicts: "classification" needs a categorical target
+        with at least two classes, "regression" a continuous one; "auto" takes the one the
+        target's semantic type calls for (how a task already checked by its model is read
+        back). Text columns are left out silently (the tabular models cannot use them).
         """
+        if task not in TASKS:
+            raise DataStructureError(
+                f"datastructure: task must be one of {list(TASKS)}, got {task!r}"
+            )
         available = list(schema.columns)
         categorical = set(schema.categorical())
+        if task == "auto" and isinstance(self.target, str) and self.target in schema:
+            task = "regression" if schema[self.target].stype == "continuous" else "classification"
+        regression = task == "regression"
+        # The columns the model can predict, named in every error about the target.
+        kind, usable = (
+            ("continuous", sorted(schema.continuous()))
+            if regression
+            else ("categorical", sorted(categorical))
+        )
         if not isinstance(self.target, str) or not self.target:
             raise DataStructureError(
                 f"datastructure: target must be a column name, got {self.target!r}; "
-                f"pick one of the categorical columns {sorted(categorical)}"
+                f"pick one of the {kind} columns {usable}"
             )
         if self.target not in schema:
             raise DataStructureError(
                 f"datastructure: target column {self.target!r} is not in the schema; "
-                f"pick one of the categorical columns {sorted(categorical)}"
+                f"pick one of the {kind} columns {usable}"
             )
-        if self.target not in categorical:
+        stype = schema[self.target].stype
+        if regression and stype != "continuous":
+            raise DataStructureError(
+                f"datastructure: target column {self.target!r} is {stype}, but a regressor "
+                f"needs a continuous target; pick one of the continuous columns {usable}, "
+                "use a classifier (model=tabular_classifier) for a categorical target, or "
+                "force the column's stype to continuous in the schema if its values are "
+                "numbers"
+            )
+        if not regression and self.target not in categorical:
+            hint = (
+                ", use a regressor (model=tabular_regressor) for a continuous target,"
+                if stype == "continuous"
+                else ""
+            )
             raise DataStructureError(
                 f"datastructure: target column {self.target!r} is "
-                f"{schema[self.target].stype}, but a classifier needs a categorical target; "
-                f"pick one of the categorical columns {sorted(categorical)} or force the "
+                f"{stype}, but a classifier needs a categorical target; "
+                f"pick one of the categorical columns {usable}{hint} or force the "
                 f"column's stype to categorical in the schema"
             )
-        classes = tuple(schema[self.target].categories or ())
-        if len(classes) < 2:
+        classes = () if regression else tuple(schema[self.target].categories or ())
+        if not regression and len(classes) < 2:
             raise DataStructureError(
                 f"datastructure: target column {self.target!r} has {len(classes)} class(es) "
                 f"{list(classes)} in the schema; a classifier needs at least 2"
@@ -146,7 +190,11 @@ class DataStructure:
                 f"continuous column from {available}"
             )
         return ResolvedColumns(
-            target=self.target, categorical=cat, continuous=cont, classes=classes
+            target=self.target,
+            categorical=cat,
+            continuous=cont,
+            classes=classes,
+            task="regression" if regression else "classification",
         )
 
     def table_for(self, pod: str) -> str | None:
@@ -227,7 +275,7 @@ class DataStructure:
         check_known_keys(data, _KEYS, where="datastructure", error=DataStructureError)
         if "target" not in data:
             raise DataStructureError(
-                "datastructure: missing key 'target'; name the categorical column to predict"
+                "datastructure: missing key 'target'; name the column to predict"
             )
         table = data.get("table")
         if isinstance(table, Mapping):

@@ -39,7 +39,11 @@ def _codes(values: pd.Series, categories: Sequence[object]) -> np.ndarray:
 class TabularEncoder:
     """Maps frames to :class:`EncodedTable` with the (combined) schema's vocabularies and
     the global scaling ``(x - mean) / std`` (NaN -> 0). Unknown categories map to the
-    reserved index ``len(categories)``."""
+    reserved index ``len(categories)``.
+
+    ``mean`` and ``std`` are of ``resolved.scaled``: the continuous features, then, for a
+    regression, the target, whose labels are then ``(y - mean) / std`` as float32.
+    """
 
     def __init__(
         self,
@@ -51,12 +55,12 @@ class TabularEncoder:
         self.resolved = resolved
         self.categories = {c: tuple(schema[c].categories or ()) for c in resolved.categorical}
         self.classes = tuple(resolved.classes)
-        k = len(resolved.continuous)
+        k = len(resolved.scaled)
         self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)
         self.std = np.asarray(std, dtype=np.float64).reshape(-1)
         if self.mean.size != k or self.std.size != k:
             raise ConfigError(
-                f"encoder: {k} continuous column(s) {resolved.continuous} but mean has "
+                f"encoder: {k} continuous column(s) {resolved.scaled} but mean has "
                 f"{self.mean.size} and std {self.std.size} values; compute them with "
                 "scaling_from_moments over the same columns"
             )
@@ -101,11 +105,24 @@ class TabularEncoder:
                 f"encoder: a continuous column of {cols} holds non-numeric values ({exc}); "
                 "fix the data or declare the column categorical in the schema"
             ) from exc
-        scaled = (raw - self.mean) / self.std
+        k = len(cols)
+        scaled = (raw - self.mean[:k]) / self.std[:k]
         scaled[~np.isfinite(scaled)] = 0.0
         return scaled.astype(np.float32)
 
+    def target_scaling(self) -> tuple[float, float]:
+        """A regression's target ``(mean, std)``: predictions times std plus mean are in the
+        target's units."""
+        if self.resolved.task != "regression":
+            raise ConfigError(
+                f"encoder: target column {self.resolved.target!r} is a classification "
+                "target; only a regression's target is scaled"
+            )
+        return float(self.mean[-1]), float(self.std[-1])
+
     def _labels(self, values: pd.Series) -> np.ndarray:
+        if self.resolved.task == "regression":
+            return self._values(values)
         codes = _codes(values, self.classes)
         bad = np.flatnonzero(codes < 0)
         if bad.size:
@@ -117,3 +134,25 @@ class TabularEncoder:
                 violations=shown.index.tolist(),
             )
         return codes
+
+    def _values(self, values: pd.Series) -> np.ndarray:
+        target = self.resolved.target
+        try:
+            raw = pd.to_numeric(values).to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as exc:
+            raise DataValidationError(
+                f"encoder: continuous target column {target!r} holds non-numeric values "
+                f"({exc}); fix the data or the schema",
+                violations=[target],
+            ) from exc
+        bad = np.flatnonzero(~np.isfinite(raw))
+        if bad.size:
+            shown = values.iloc[bad[:5]]
+            raise DataValidationError(
+                f"encoder: target column {target!r} has null or non-finite value(s) at rows "
+                f"{shown.index.tolist()} ({shown.tolist()}); a regressor needs a number in "
+                "every row: fix the data or drop those rows",
+                violations=shown.index.tolist(),
+            )
+        mean, std = self.target_scaling()
+        return ((raw - mean) / std).astype(np.float32)

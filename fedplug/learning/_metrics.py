@@ -1,6 +1,8 @@
-"""Classification metrics in plain numpy (no sklearn)."""
+"""Classification and regression metrics in plain numpy (no sklearn)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -82,3 +84,53 @@ def classification_metrics(y_true: ArrayLike, proba: ArrayLike) -> dict[str, flo
             f1=float(f1[present].mean()),
         )
     return out
+
+
+#: What a pod reports of a regressor, each a mean over its rows of the standardized target
+#: ``z = (y - mean) / std`` (cross-pod mean and std): squared and absolute errors, z and
+#: z squared. Means weighted by rows average correctly across pods, so the aggregator's
+#: weighted mean gives the pooled rows' values, and each is of order one (it keeps its
+#: precision through a fixed-point secure sum, within its clip range).
+REGRESSION_MOMENTS = ("z_mse", "z_mae", "z_mean", "z_meansq")
+
+
+def regression_moments(z_true: ArrayLike, z_pred: ArrayLike) -> dict[str, float]:
+    """The :data:`REGRESSION_MOMENTS` of predictions of a standardized target."""
+    y = _numpy(z_true).reshape(-1).astype(np.float64)
+    p = _numpy(z_pred).reshape(-1).astype(np.float64)
+    if p.size != y.size:
+        raise TrainingError(
+            f"metrics: {p.size} predictions for {y.size} targets; the model must give one "
+            "value per row"
+        )
+    if y.size == 0:
+        raise TrainingError("metrics: no examples to score; the evaluation table is empty")
+    error = p - y
+    return {
+        "z_mse": float(np.mean(np.square(error))),
+        "z_mae": float(np.mean(np.abs(error))),
+        "z_mean": float(np.mean(y)),
+        "z_meansq": float(np.mean(np.square(y))),
+    }
+
+
+def regression_metrics(moments: Mapping[str, float], std: float) -> dict[str, float]:
+    """``mse``, ``rmse`` and ``mae`` in the target's units and ``r2``, from (pooled)
+    :data:`REGRESSION_MOMENTS` and the target's scaling ``std``.
+
+    RMSE is the square root of the pooled mean squared error (never a mean of pods'
+    RMSEs); R^2 is ``1 - mse / variance`` of the same rows, NaN when the target is
+    constant on them.
+    """
+    missing = [k for k in REGRESSION_MOMENTS if k not in moments]
+    if missing:
+        raise TrainingError(
+            f"metrics: the regression moments lack {missing} (got {sorted(moments)}); the "
+            "pods' model plugin is of a different version than the server's"
+        )
+    z_mse, z_mae = float(moments["z_mse"]), float(moments["z_mae"])
+    variance = float(moments["z_meansq"]) - float(moments["z_mean"]) ** 2
+    # A variance at rounding level (a constant target) makes R^2 meaningless, not huge.
+    r2 = 1.0 - z_mse / variance if variance > 1e-12 else float("nan")
+    mse = max(z_mse, 0.0) * std**2
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": z_mae * std, "r2": r2}

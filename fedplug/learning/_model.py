@@ -1,4 +1,5 @@
-"""The tabular classifier: categorical embeddings + continuous features -> MLP."""
+"""The tabular network: categorical embeddings + continuous features -> MLP (classifier
+logits or a regressor's one output)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def _check_args(
     n_classes: int,
     hidden: Sequence[int],
     dropout: float,
+    outputs: tuple[str, int] = ("n_classes", 2),
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if isinstance(cardinalities, (str, bytes)) or not isinstance(cardinalities, Sequence):
         raise ConfigError(f"model: cardinalities must be a list of integers, got {cardinalities!r}")
@@ -44,7 +46,7 @@ def _check_args(
     cards = tuple(_check_int(f"cardinalities[{i}]", c, 0) for i, c in enumerate(cardinalities))
     sizes = tuple(_check_int(f"hidden[{i}]", h, 1) for i, h in enumerate(hidden))
     _check_int("n_continuous", n_continuous, 0)
-    _check_int("n_classes", n_classes, 2)
+    _check_int(outputs[0], n_classes, outputs[1])
     if not cards and n_continuous == 0:
         raise ConfigError("model: no input features (no categorical and no continuous column)")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -52,23 +54,26 @@ def _check_args(
     return cards, sizes
 
 
-class TabularNet(nn.Module):
+class TabularMLP(nn.Module):
     """An embedding per categorical column (index ``card`` = unknown), concatenated with
-    the continuous features, then an MLP with ReLU; outputs ``n_classes`` logits."""
+    the continuous features, then an MLP with ReLU; outputs ``n_outputs`` values per row
+    (the regressor's one standardized prediction; :class:`TabularNet`'s class logits)."""
 
     def __init__(
         self,
         cardinalities: Sequence[int],
         n_continuous: int,
-        n_classes: int,
+        n_outputs: int,
         hidden: Sequence[int] = (64, 32),
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        cards, sizes = _check_args(cardinalities, n_continuous, n_classes, hidden, dropout)
+        cards, sizes = _check_args(
+            cardinalities, n_continuous, n_outputs, hidden, dropout, ("n_outputs", 1)
+        )
         self.cardinalities = cards
         self.n_continuous = n_continuous
-        self.n_classes = n_classes
+        self.n_outputs = n_outputs
         self.hidden = sizes
         self.dropout = float(dropout)
         self.embeddings = nn.ModuleList(nn.Embedding(c + 1, embedding_dim(c)) for c in cards)
@@ -79,15 +84,32 @@ class TabularNet(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = size
-        layers.append(nn.Linear(width, n_classes))
+        layers.append(nn.Linear(width, n_outputs))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor) -> torch.Tensor:
-        """Logits ``[n, n_classes]`` from ``x_cat [n, n_cat]`` and ``x_cont [n, n_cont]``."""
+        """Outputs ``[n, n_outputs]`` from ``x_cat [n, n_cat]`` and ``x_cont [n, n_cont]``."""
         parts = [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
         if self.n_continuous:
             parts.append(x_cont)
         return self.mlp(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+
+
+class TabularNet(TabularMLP):
+    """The classifier's :class:`TabularMLP`: outputs ``n_classes`` logits (at least 2)."""
+
+    def __init__(
+        self,
+        cardinalities: Sequence[int],
+        n_continuous: int,
+        n_classes: int,
+        hidden: Sequence[int] = (64, 32),
+        dropout: float = 0.1,
+    ) -> None:
+        # Checked first so a bad n_classes is named as such, not as n_outputs.
+        _check_args(cardinalities, n_continuous, n_classes, hidden, dropout)
+        super().__init__(cardinalities, n_continuous, n_classes, hidden, dropout)
+        self.n_classes = n_classes
 
 
 @dataclass(frozen=True)

@@ -37,23 +37,27 @@ class PodModel:
 
     #: The fedplug plugin API this pod half is written for.
     fedplug_plugin_api = 2
+    #: What the target is checked for (see ``DataStructure.resolve``): "classification"
+    #: or "regression".
+    learning_task = "classification"
 
     def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
         self.task = task
         self.schema = Schema.from_dict(task.schema)
         self.datastructure = DataStructure.from_dict(task.datastructure)
-        self.resolved = self.datastructure.resolve(self.schema)
+        self.resolved = self.datastructure.resolve(self.schema, task=self.learning_task)
         self._train_frame = train
         self._validation_frame = validation
 
     def moments(self) -> tuple[np.ndarray, int]:
-        """This pod's statistics of the continuous features and the rows they summarise.
+        """This pod's statistics of the continuous features (and a regression's target)
+        and the rows they summarise.
 
         First exchange: the column means. Second (once the task carries a public centre
         and unit per column): the first two moments of ``(x - centre) / unit``. The server
         turns their cross-pod means into the scaling every model shares.
         """
-        columns = self.resolved.continuous
+        columns = self.resolved.scaled
         if not self.task.stats_unit:
             vector = local_feature_moments(self._train_frame, columns)[: len(columns)]
         else:

@@ -69,8 +69,10 @@ class TrainingTask:
         return TrainingTask(**data)
 
     def continuous(self) -> list[str]:
+        """The columns the cross-pod statistics scale (``mean``/``std`` are of these): the
+        continuous features, then a regression's (continuous) target."""
         schema = Schema.from_dict(self.schema)
-        return DataStructure.from_dict(self.datastructure).resolve(schema).continuous
+        return DataStructure.from_dict(self.datastructure).resolve(schema, task="auto").scaled
 
 
 class PodTrainer(PodModel):

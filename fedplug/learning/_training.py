@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -35,13 +36,17 @@ def train_local(
     optimizer: Optimizer,
     seed: int,
     proximal_mu: float = 0.0,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Train ``net`` in place for ``epochs`` passes or ``steps`` batches (exactly one).
 
     The same seed gives the same weights: shuffling uses a ``torch.randperm`` seeded with
     ``seed`` and dropout uses the global RNG seeded inside ``torch.random.fork_rng`` (the
-    caller's RNG state is left untouched). Returns ``train_loss`` (mean cross-entropy over
+    caller's RNG state is left untouched). Returns ``train_loss`` (the mean loss over
     every example seen in this call) and ``num-examples`` (``len(data)``).
+
+    ``loss_fn(outputs, labels)`` is the batch's mean loss; cross-entropy by default (the
+    classifier's), e.g. a mean squared error for a regressor.
 
     ``proximal_mu > 0`` adds FedProx's proximal term ``mu / 2 * ||w - w_start||^2``,
     which keeps the local model near the weights it started from (the global model).
@@ -79,6 +84,7 @@ def train_local(
     if not math.isfinite(mu) or mu < 0:
         raise ConfigError(f"training: proximal_mu must be a number >= 0, got {proximal_mu!r}")
     anchor = [p.detach().clone() for p in net.parameters()] if mu > 0 else []
+    criterion = F.cross_entropy if loss_fn is None else loss_fn
     net.train()
     batches_per_epoch = math.ceil(n / bs)
     # Exactly one of epochs and steps is given (checked above): without epochs, steps is set.
@@ -101,7 +107,7 @@ def train_local(
                 for start in range(0, m, bs):
                     stop = min(start + bs, m)
                     opt.zero_grad(set_to_none=True)
-                    loss = F.cross_entropy(net(ec[start:stop], en[start:stop]), ey[start:stop])
+                    loss = criterion(net(ec[start:stop], en[start:stop]), ey[start:stop])
                     objective = loss
                     if anchor:
                         drift = sum(
