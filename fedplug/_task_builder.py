@@ -8,6 +8,7 @@ same config gives the same task whichever way it runs.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,21 @@ class ComposedRun:
     config: dict[str, Any]  # the whole composed config, resolved, for the outputs
 
 
+def conf_dir() -> Path:
+    """Where the Hydra config groups live: $FEDPLUG_CONF_DIR, else the source tree's conf/."""
+    if os.environ.get("FEDPLUG_CONF_DIR"):
+        return Path(os.environ["FEDPLUG_CONF_DIR"]).resolve()
+    here = Path(__file__).resolve().parent
+    # A wheel ships the configs inside the package; a source checkout keeps them beside it.
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise ConfigError(
+        "fedplug's Hydra configs (conf/config.yaml) were not found; install fedplug from its "
+        "source tree (pip install -e .) or set FEDPLUG_CONF_DIR to a conf/ directory."
+    )
+
+
 def compose_config(overrides: Sequence[str], config_dir: Path | None = None) -> Any:
     """Compose ``config.yaml`` with Hydra overrides, as ``fedplug run OVERRIDES`` does.
 
@@ -52,7 +68,6 @@ def compose_config(overrides: Sequence[str], config_dir: Path | None = None) -> 
     from omegaconf.errors import OmegaConfBaseException
 
     from fedplug._config_checks import explain_compose_error
-    from fedplug.cli._run import conf_dir
 
     directory = Path(config_dir) if config_dir is not None else conf_dir()
     try:

@@ -25,6 +25,7 @@ LAYERS = {
     "_task_builder": 5,
     "_trees": 5,
     "_model_base": 5,
+    "_run_outputs": 5,
     "_config_checks": 5,
     "_errors": 0,
     "_validation": 0,
@@ -116,3 +117,16 @@ def test_the_check_catches_upward_and_relative_imports(tmp_path: Path) -> None:
         "fedplug.learning._task -> fedplug.cli",
     ]
     assert _upward("fedplug._flower._server", ["fedplug.secagg", "fedplug.data"]) == []
+
+
+def test_only_the_cli_imports_the_cli() -> None:
+    # The Python API, the task builder, the models and the ServerApp of `flwr run` are
+    # front ends beside the CLI, not above it: what they share lives below both.
+    found = []
+    for module, path in _modules().items():
+        if module.startswith("fedplug.cli") or _layer(module) == 6:
+            continue
+        found += [
+            f"{module} -> {n}" for n in _imports(module, path) if n.startswith("fedplug.cli")
+        ]
+    assert found == []

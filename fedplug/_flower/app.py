@@ -97,7 +97,7 @@ def console_logging() -> Iterator[None]:
 
 def _config_dir(grid: Grid) -> Path:
     """The FAB's ``conf/`` (the modeller's configs travel with ``flwr run``), else fedplug's."""
-    from fedplug.cli._run import conf_dir
+    from fedplug._task_builder import conf_dir
 
     from ._flower_internals import fab_project_dir
 
@@ -163,6 +163,7 @@ def _progress(rounds: int):  # noqa: ANN202
 def run_deployed(grid: Grid, context: Context) -> Path:
     """The ServerApp's work; returns the output directory."""
     from fedplug._flower._server import run_plan
+    from fedplug._run_outputs import write_outputs
     from fedplug._task_builder import (
         attach_result,
         build_plan,
@@ -170,7 +171,6 @@ def run_deployed(grid: Grid, context: Context) -> Path:
         compose_config,
         objects_from_config,
     )
-    from fedplug.cli._outputs import write_outputs
     from fedplug.data import Schema, combine_pod_schemas
 
     raw = context.run_config.get(OVERRIDES_KEY, "") or ""

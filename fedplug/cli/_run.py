@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedplug._errors import ConfigError, FedplugError
+from fedplug._task_builder import conf_dir
 
 console = Console()
 err = Console(stderr=True)
@@ -24,19 +25,7 @@ log = logging.getLogger("fedplug.run")
 #: ("run"), so Tab breaks every other program named run; fedplug does not offer it.
 SHELL_COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
-
-def conf_dir() -> Path:
-    """Where the Hydra config groups live: $FEDPLUG_CONF_DIR, else the source tree's conf/."""
-    if os.environ.get("FEDPLUG_CONF_DIR"):
-        return Path(os.environ["FEDPLUG_CONF_DIR"]).resolve()
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise ConfigError(
-        "fedplug's Hydra configs (conf/config.yaml) were not found; install fedplug from its "
-        "source tree (pip install -e .) or set FEDPLUG_CONF_DIR to a conf/ directory."
-    )
+__all__ = ["conf_dir", "run_hydra", "run_from_config"]
 
 
 def run_hydra(argv: Sequence[str]) -> int:

@@ -43,7 +43,7 @@ def flwr_executable() -> str:
 
 def app_dir(given: str | None) -> Path:
     """The Flower App to submit: ``--app``, else the fedplug checkout holding conf/."""
-    from ._run import conf_dir
+    from fedplug._task_builder import conf_dir
 
     directory = Path(given).expanduser() if given else conf_dir().parent
     pyproject = directory / "pyproject.toml"
