@@ -96,9 +96,32 @@ def plugin_ref(group_cfg: dict, group: str) -> str:
     return str(name if name is not None else target)
 
 
+def parameter_names(cls: type) -> list[str]:
+    """The keyword parameters ``cls(...)`` takes, through ``**kwargs`` passed to its bases.
+
+    A subclass that adds a parameter and forwards ``**kwargs`` to its base takes its own
+    parameters and the base's; ``args`` and ``kwargs`` themselves are not parameters.
+    """
+    names: list[str] = []
+    for klass in getattr(cls, "__mro__", (cls,)):
+        init = klass.__dict__.get("__init__") if isinstance(klass, type) else None
+        if klass is object or (init is None and klass is not cls):
+            continue
+        signature = inspect.signature(init or klass)
+        kinds = {p.kind for p in signature.parameters.values()}
+        names += [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if inspect.Parameter.VAR_KEYWORD not in kinds:
+            break
+    return sorted(set(names))
+
+
 def only_known(params: dict, cls: type, what: str) -> dict:
     """``params`` unchanged, or a ConfigError naming keys ``cls`` does not take."""
-    valid = sorted(inspect.signature(cls).parameters)
+    valid = parameter_names(cls)
     check_known_keys(
         params, valid, where=f"{what} config", fix=f"{cls.__name__} takes {quoted(valid)}"
     )

@@ -241,3 +241,21 @@ def test_a_pod_refuses_a_task_naming_a_model_its_policy_lacks_even_if_the_server
     for name in ("os:system", "fedplug.learning._boosting_pod:BoostingPod", "no-such-model"):
         with pytest.raises(PolicyRefusal, match="policy.accepted_models"):
             runtime.trainer(replace(task, model_plugin=name))
+
+
+def test_a_model_subclass_taking_kwargs_lists_its_own_and_its_bases_parameters() -> None:
+    from fedplug._task_builder import only_known, parameter_names
+
+    class Wide(fedplug.TabularClassifier):
+        def __init__(self, datastructure: DataStructure, width: int = 64, **kwargs) -> None:  # noqa: ANN003
+            super().__init__(datastructure, hidden=(width,), **kwargs)
+            self.width = width
+
+    names = parameter_names(Wide)
+    assert {"width", "rounds", "dropout", "datastructure"} <= set(names)
+    assert not {"kwargs", "args", "self"} & set(names)
+    assert only_known({"width": 8, "rounds": 2}, Wide, "model") == {"width": 8, "rounds": 2}
+    with pytest.raises(ConfigError, match=r"widht.*width") as info:
+        only_known({"widht": 8}, Wide, "model")
+    assert "kwargs" not in str(info.value)
+    assert parameter_names(GradientBoostedTrees)[:3] == ["datastructure", "eval_every", "gamma"]
