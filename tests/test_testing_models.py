@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from fedplug import DataStructure, GradientBoostedTrees, Optimizer, TabularClassifier
+from fedplug.data._pod import BUILTIN_MODELS
 from fedplug.testing import check_model
 
 
@@ -88,3 +91,40 @@ class Meddling(GradientBoostedTrees):
 def test_broken_models_are_caught(model: Any, check: str) -> None:
     with pytest.raises(AssertionError, match=check):
         check_model(model)
+
+
+THIRD_PARTY = '''
+from fedplug import GradientBoostedTrees
+
+
+class ThirdPartyTrees(GradientBoostedTrees):
+    """The built-in trees under a name that no pod accepts by default."""
+
+    plugin_name = "kit-third-party-trees"
+'''
+
+
+def test_a_third_party_model_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A model plugin that is not a built-in: the kit's pods must accept it by name (a pod's
+    # policy.accepted_models defaults to the built-ins), as its author's pods would.
+    name = "kit-third-party-trees"
+    assert name not in BUILTIN_MODELS
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "fedplug_kit_third_party.py").write_text(THIRD_PARTY)
+    info = site / "fedplug_kit_third_party-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fedplug-kit-third-party\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[fedplug.models]\n{name} = fedplug_kit_third_party:ThirdPartyTrees\n"
+        f"[fedplug.pod_models]\n{name} = fedplug.learning:BoostingPod\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        from fedplug_kit_third_party import ThirdPartyTrees  # type: ignore[import-not-found]
+
+        check_model(ThirdPartyTrees(DataStructure(target="label"), n_trees=2, max_depth=1))
+    finally:
+        sys.modules.pop("fedplug_kit_third_party", None)

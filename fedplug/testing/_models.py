@@ -6,8 +6,9 @@ A plugin author runs it in their own CI, as scikit-learn's ``check_estimator``:
     check_model(MyModel(DataStructure(target="label"), rounds=2))
 
 It trains the model on tiny temporary pods in this process (columns ``x1``, ``x2``
-continuous, ``color`` categorical, ``label`` with two classes; no Ray), under plain and
-secure aggregation, and checks what every model promises: its declarations and pod half,
+continuous, ``color`` categorical, ``label`` with two classes; no Ray; their policy accepts
+the model under test by its plugin name), under plain and secure aggregation, and checks
+what every model promises: its declarations and pod half,
 that ``__init__`` only stores parameters, that training leaves a usable model, that a
 saved model predicts the same after loading, that secure aggregation trains the same
 model as plain, and that a second fit gives the same model (no state kept between fits).
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from fedplug._model_base import Model, load_model
 from fedplug._plugins import API_ATTRIBUTE, SUPPORTED_PLUGIN_APIS, load_plugin
@@ -90,6 +92,21 @@ def _init_stores_parameters(model: Model) -> None:
             f"does not store the __init__ parameter(s) {missing} under the same name.",
             "__init__ only stores its parameters (self.x = x); checks go in check_params().",
         )
+
+
+def _kit_pods(tmp: Path, model: Model) -> list[Path]:
+    """The kit's tiny pods, whose policy accepts the model under test.
+
+    A pod runs only the model plugins its ``policy.accepted_models`` names (default: the
+    built-ins), so a third party's model needs pods whose owner accepts it, as its own
+    pods' owners would.
+    """
+    paths = write_tiny_pods(tmp, 3, seed=7, rows=60)
+    for path in paths:
+        config = yaml.safe_load(path.read_text())
+        config["policy"] = {"accepted_models": [type(model).plugin_name]}
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return paths
 
 
 def _frame(paths: list[Path]) -> pd.DataFrame:
@@ -165,7 +182,7 @@ def check_model(model: Model, *, atol: float = 1e-4) -> None:
     pristine = copy.deepcopy(model)
     with tempfile.TemporaryDirectory(prefix="fedplug-check-model-") as tmp_dir:
         tmp = Path(tmp_dir)
-        paths = write_tiny_pods(tmp, 3, seed=7, rows=60)
+        paths = _kit_pods(tmp, model)
         history = _fit(model, paths, FedAvg())
         _trained_model(model, history, paths)
         frame = _frame(paths)
