@@ -23,7 +23,8 @@ def round_line(server_round: int, rounds: int, train: dict, evaluate: dict) -> s
 
 def progress_printer(console: Console | None, rounds: int) -> RoundCallback:
     """A round callback that prints one line per round (to stdout unless ``console``)."""
-    out = console if console is not None else Console()
+    # soft_wrap: a line stays whole in a notebook or a log, whatever the width.
+    out = console if console is not None else Console(soft_wrap=True)
 
     def on_round(server_round: int, train: dict, evaluate: dict) -> None:
         out.print("  " + round_line(server_round, rounds, train, evaluate), highlight=False)
