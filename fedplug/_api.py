@@ -159,9 +159,9 @@ class TabularClassifier(Model):
         return get_weights(TabularNetSpec.from_dict(task.model).build())
 
     def set_trained(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
-        self._fitted = (task, [np.asarray(w) for w in state])
-        self.history_ = list(history)
-        self._trained = True
+        weights = [np.asarray(w) for w in state]
+        super().set_trained(task, weights, history)
+        self._fitted = (task, weights)
 
     # -- inference ----------------------------------------------------------------------
     def _fitted_state(self) -> tuple[TrainingTask, list[np.ndarray]]:
@@ -204,7 +204,7 @@ class TabularClassifier(Model):
             labels = net(data.x_cat, data.x_cont).argmax(dim=1).numpy()
         return np.asarray(resolved.classes, dtype=object)[labels]
 
-    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+    def evaluate_frame(self, frame: pd.DataFrame) -> dict[str, float]:
         """Metrics on a labelled frame (accuracy, AUC, F1, ...)."""
         net, data, _ = self._encode(frame, require_target=True)
         return evaluate_local(net, data)
@@ -312,3 +312,35 @@ def fit_model(
     )
     attach_result(model, result)
     return result.history
+
+
+def evaluate_model(
+    model: Model,
+    pod_identifiers: Sequence[PodIdentifier],
+    aggregator: Any = None,
+    *,
+    pod_dirs: Sequence[Path] | None = None,
+    round_timeout: float = 300.0,
+    backend: str = "auto",
+    verbose: bool | int = False,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Score a trained model on the pods' validation rows, in a local simulation: the
+    aggregate metrics and (plaintext aggregation only) each pod's own."""
+    from fedplug._flower._simulation import check_backend, run_locally, verbosity
+    from fedplug._task_builder import build_evaluation_plan
+
+    check_backend(backend)
+    verbosity(verbose)
+    pods = _pods(pod_identifiers, pod_dirs)
+    model.datastructure.check_pods([pod for _, pod in pods])
+    plan = build_evaluation_plan(
+        model, [pod.name for _, pod in pods], aggregator, round_timeout=round_timeout
+    )
+    result = run_locally(
+        plan,
+        [pod if path is None else path for path, pod in pods],
+        backend=backend,
+        verbose=verbose,
+    )
+    entry = result.history[-1]
+    return dict(entry["evaluate"]), dict(entry.get("pods", {}))

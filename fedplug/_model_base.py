@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fedplug._errors import ModelFileError, NotFittedError, PluginError
+from fedplug._errors import ConfigError, ModelFileError, NotFittedError, PluginError
 
 if TYPE_CHECKING:
     from fedplug.data import Schema
@@ -35,6 +35,8 @@ LEGACY_FORMATS = {"fedplug.tabular-classifier/1": "tabular-classifier"}
 #: How an exchange-driven model trains: ``driver(exchange, task, on_round)`` returns the
 #: trained state (plain data) and the history.
 ModelDriver = Callable[["Exchange", "TrainingTask", Any], tuple[Any, list[dict]]]
+#: How an exchange-driven model is scored on pods: ``(exchange, task, state) -> metrics``.
+ModelEvaluator = Callable[["Exchange", "TrainingTask", Any], dict[str, float]]
 
 
 class Model:
@@ -59,7 +61,13 @@ class Model:
 
     datastructure: DataStructure
     schema: Schema | None
+    # Set by set_trained: the task trained on (with its scaling), the final weights or
+    # driver state, and the history.
+    task_: TrainingTask
+    state_: Any
     history_: list[dict[str, Any]]
+    #: Each pod's own metrics from the last evaluate(pod_identifiers=...), if plaintext.
+    pod_metrics_: dict[str, dict[str, float]]
 
     # -- hooks a model implements ---------------------------------------------------------
 
@@ -93,8 +101,17 @@ class Model:
 
     def set_trained(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
         """Become the model trained on ``task``: ``state`` is the final weights (strategy
-        rounds) or what the driver returned."""
-        raise NotImplementedError
+        rounds) or what the driver returned. Overrides call ``super().set_trained(...)``,
+        which keeps ``task_``, ``state_`` and ``history_``."""
+        self.task_ = task
+        self.state_ = state
+        self.history_ = list(history)
+        self._trained = True
+
+    def evaluator(self) -> ModelEvaluator | None:
+        """How a model trained by its own exchanges is scored on pods:
+        ``evaluator(exchange, task, state) -> metrics`` (``None``: by an evaluate round)."""
+        return None
 
     def to_payload(self) -> dict[str, Any]:
         """The trained model as plain data (str, numbers, lists, dicts, tensors)."""
@@ -108,7 +125,8 @@ class Model:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
-    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+    def evaluate_frame(self, frame: pd.DataFrame) -> dict[str, float]:
+        """Metrics on a labelled frame held here."""
         raise NotImplementedError
 
     # -- what every model gets ----------------------------------------------------------
@@ -157,6 +175,47 @@ class Model:
             verbose=verbose,
             on_round=on_round,
         )
+
+    def evaluate(
+        self,
+        frame: pd.DataFrame | None = None,
+        *,
+        pod_identifiers: Sequence[Any] | None = None,
+        aggregator: Any = None,
+        pod_dirs: Sequence[Path] | None = None,
+        round_timeout: float = 300.0,
+        backend: str = "auto",
+        verbose: bool | int = False,
+    ) -> dict[str, float]:
+        """Score the trained model on a labelled ``frame``, or on the pods' own validation
+        rows with ``pod_identifiers`` (their policy must accept ``evaluate`` tasks).
+
+        On pods the metrics are the pods' weighted means, through ``aggregator`` (secure
+        when it is); with plaintext aggregation each pod's own metrics are also kept in
+        :attr:`pod_metrics_` (``{}`` under secure aggregation).
+        """
+        self._require_trained()
+        if pod_identifiers is None:
+            if frame is None:
+                raise ConfigError(
+                    "evaluate() needs a labelled frame, or pod_identifiers=[...] to score the "
+                    "model on the pods' own data."
+                )
+            return self.evaluate_frame(frame)
+        if frame is not None:
+            raise ConfigError("evaluate() takes a frame or pod_identifiers, not both.")
+        from fedplug._api import evaluate_model
+
+        metrics, self.pod_metrics_ = evaluate_model(
+            self,
+            pod_identifiers,
+            aggregator,
+            pod_dirs=pod_dirs,
+            round_timeout=round_timeout,
+            backend=backend,
+            verbose=verbose,
+        )
+        return metrics
 
     def serialize(self, path: str | Path) -> Path:
         """Write the trained model to one file (``torch.save`` of plain data)."""

@@ -250,6 +250,39 @@ def build_plan(
     )
 
 
+def build_evaluation_plan(
+    model: Any,
+    pod_names: Sequence[str],
+    aggregator: Aggregator | None,
+    *,
+    round_timeout: float = 300.0,
+    connect_timeout: float = 120.0,
+    found: tuple[dict[int, str], dict[str, PodInfo]] | None = None,
+) -> RunPlan:
+    """The plan that scores a trained model on the named pods' validation rows."""
+    from fedplug._api import build_strategy
+    from fedplug._flower import FedAvg, RunPlan
+    from fedplug._flower._server import Evaluation
+
+    model = check_model(model)
+    model._require_trained()
+    aggregator = check_aggregator(aggregator if aggregator is not None else FedAvg())
+    names = list(pod_names)
+    model.datastructure.check_pods(names)
+    return RunPlan(
+        pods=names,
+        task=model.task_,
+        initial_weights=[],
+        rounds=0,
+        aggregator=aggregator,
+        strategy=build_strategy("fedavg", len(names), {}, aggregator),
+        round_timeout=float(round_timeout),
+        connect_timeout=float(connect_timeout),
+        found=found,
+        evaluation=Evaluation(state=model.state_, evaluator=model.evaluator()),
+    )
+
+
 def attach_result(model: Model, result: RunResult) -> None:
     """Make ``model`` the trained model of ``result`` (ready to predict or serialize)."""
     state = result.state if result.state is not None else result.weights

@@ -156,9 +156,16 @@ class GradientBoostedTrees(Model):
         return boosting_driver(self.params(), int(self.eval_every))
 
     def set_trained(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
+        super().set_trained(task, state, history)
         self._fitted = (task, Ensemble.from_dict(state))
-        self.history_ = list(history)
-        self._trained = True
+
+    def evaluator(self) -> Callable[[Exchange, TrainingTask, Any], dict[str, float]]:
+        def score(exchange: Exchange, task: TrainingTask, state: Any) -> dict[str, float]:
+            # The pods' validation rows (their training rows' figures come as train_*).
+            train, validation = _metrics(exchange.sum({"op": "eval", "ensemble": state}, 6, None))
+            return {**validation, **train}
+
+        return score
 
     def to_payload(self) -> dict[str, Any]:
         task, ensemble = self._fitted_state()
@@ -220,7 +227,7 @@ class GradientBoostedTrees(Model):
         labels = self.predict_proba(frame).argmax(axis=1)
         return np.asarray(self.classes_, dtype=object)[labels]
 
-    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+    def evaluate_frame(self, frame: pd.DataFrame) -> dict[str, float]:
         """Loss, accuracy, AUC, F1, precision and recall on a labelled frame."""
         from fedplug.learning import classification_metrics
 

@@ -35,11 +35,20 @@ def is_model_exchange(message: Message) -> bool:
     return str(config.get(wire.PHASE_KEY, wire.PHASE_FIT)) == wire.PHASE_EXCHANGE
 
 
+def task_kind(message: Message, default: str) -> str:
+    """The task kind a message serves: a model's exchange says it (an evaluation's
+    exchanges are train messages that serve "evaluate"); otherwise ``default``."""
+    if not is_model_exchange(message):
+        return default
+    kind = str(wire.task_config(message).get(wire.KIND_KEY, "train"))
+    return kind if kind in ("train", "evaluate") else "train"
+
+
 def plaintext_update(
     runtime: PodRuntime, message: Message
 ) -> tuple[list[np.ndarray], dict[str, float], int]:
     """What a pod computes for a train message: arrays, metrics and its example count."""
-    runtime.require_task_kind("train")
+    runtime.require_task_kind(task_kind(message, "train"))
     task, config = _task(message)
     runtime.require_peers_allowed(wire.task_pods(config, runtime.name))
     trainer = runtime.trainer(task)

@@ -25,6 +25,7 @@ from ._pod_compute import (
     is_stats_exchange,
     plaintext_metrics,
     plaintext_update,
+    task_kind,
 )
 from ._pod_runtime import PodRuntime
 from ._secure_state import load_protocol, save_protocol
@@ -205,7 +206,7 @@ def _bind_settings(
 
 
 def handle_secure(message: Message, context: Context, runtime: PodRuntime, kind: str) -> Message:
-    runtime.require_task_kind(kind)
+    runtime.require_task_kind(task_kind(message, kind))
     params = SecureParams.from_message(message)
     protocol = _protocol(runtime, context, params)
     _bind_settings(runtime, context, protocol, params)

@@ -49,6 +49,8 @@ class RunPlan:
     #: takes the federation's exchange and the scaled task, and returns the trained state
     #: and the history.
     driver: ModelDriver | None = None
+    #: Set to score a trained model on the pods instead of training one.
+    evaluation: Evaluation | None = None
 
 
 @dataclass
@@ -63,6 +65,17 @@ class RunResult:
 
 
 ModelDriver = Callable[[Exchange, TrainingTask, RoundCallback | None], tuple[Any, list[dict]]]
+#: How a model trained by its own exchanges is scored on pods: ``(exchange, task, state)``
+#: -> metrics.
+ModelEvaluator = Callable[[Exchange, TrainingTask, Any], dict[str, float]]
+
+
+@dataclass
+class Evaluation:
+    """A trained model to score on the pods' validation rows."""
+
+    state: Any  # the final weights, or what the model's driver returned
+    evaluator: ModelEvaluator | None = None  # for models trained by their own exchanges
 
 
 class AggregatorExchange:
@@ -74,9 +87,16 @@ class AggregatorExchange:
     """
 
     def __init__(
-        self, grid: Grid, plan: RunPlan, session: PodSession, state: object, task: TrainingTask
+        self,
+        grid: Grid,
+        plan: RunPlan,
+        session: PodSession,
+        state: object,
+        task: TrainingTask,
+        kind: str = "train",
     ) -> None:
         self.grid, self.plan, self.session, self.state, self.task = grid, plan, session, state, task
+        self.kind = kind  # the task kind the pods check against their policy
         self.count = 0
 
     def sum(self, request: dict[str, Any], size: int, bound: float | None) -> np.ndarray:
@@ -91,6 +111,7 @@ class AggregatorExchange:
                 wire.PHASE_KEY: wire.PHASE_EXCHANGE,
                 wire.REQUEST_KEY: json.dumps(request),
                 wire.BOUND_KEY: max(limit, 1.0),
+                wire.KIND_KEY: self.kind,
             }
         )
         self.count += 1
@@ -292,6 +313,37 @@ def cross_pod_scaling(
     return scaling_for(centred, _stats_exchange(grid, plan, session, state, centred, 2 * k))
 
 
+def _evaluate(
+    grid: Grid, plan: RunPlan, session: PodSession, state: object, evaluation: Evaluation
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """The aggregate metrics and, where the aggregation is plaintext, each pod's own."""
+    if evaluation.evaluator is not None:
+        exchange = AggregatorExchange(grid, plan, session, state, plan.task, kind="evaluate")
+        return evaluation.evaluator(exchange, plan.task, evaluation.state), {}
+    n = len(session.pods)
+    inner = FlowerFedAvg(
+        fraction_evaluate=1.0, min_evaluate_nodes=n, min_available_nodes=n, min_train_nodes=n
+    )
+    strategy = _wrap(plan, inner, session, state)
+    config = ConfigRecord({wire.TASK_KEY: plan.task.to_json(), wire.PHASE_KEY: wire.PHASE_FIT})
+    weights = ArrayRecord([np.asarray(w) for w in evaluation.state])
+    messages = list(strategy.configure_evaluate(1, weights, config, grid))
+    replies = list(grid.send_and_receive(messages, timeout=plan.round_timeout))
+    metrics = strategy.aggregate_evaluate(1, replies)
+    if metrics is None:
+        raise TrainingError("no pod returned evaluation metrics; see the warnings above.")
+    per_pod: dict[str, dict[str, float]] = {}
+    if not plan.aggregator.secure:  # plaintext replies are each pod's own metrics
+        for reply in replies:
+            if reply.has_error() or reply.metadata.src_node_id not in session.pods:
+                continue
+            record = next(iter(reply.content.metric_records.values()), None)
+            if record is not None:
+                values = {k: wire.as_float(v) for k, v in record.items() if k != wire.NUM_EXAMPLES}
+                per_pod[session.pods[reply.metadata.src_node_id]] = values
+    return {k: wire.as_float(v) for k, v in metrics.items() if k != wire.NUM_EXAMPLES}, per_pod
+
+
 def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
     started = time.monotonic()
     plan.aggregator.validate()  # a config error fails before any pod is contacted
@@ -303,6 +355,15 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
         refuse_client_sampling(plan.strategy)  # before any pod is asked for anything
     session = PodSession(pods=nodes, round_timeout=plan.round_timeout)
     state = plan.aggregator.setup(grid, session)
+    if plan.evaluation is not None:
+        metrics, per_pod = _evaluate(grid, plan, session, state, plan.evaluation)
+        return RunResult(
+            weights=[],
+            task=plan.task,
+            history=[{"round": 0, "train": {}, "evaluate": metrics, "pods": per_pod}],
+            pods=list(plan.pods),
+            seconds=time.monotonic() - started,
+        )
     task = cross_pod_scaling(grid, plan, session, state, plan.task)
     if plan.driver is not None:
         exchange = AggregatorExchange(grid, plan, session, state, task)

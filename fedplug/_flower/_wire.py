@@ -65,6 +65,9 @@ PHASE_STATS = "stats"
 PHASE_EXCHANGE = "exchange"
 REQUEST_KEY = "fedplug-request"
 BOUND_KEY = "fedplug-bound"
+#: The task kind a model's exchange serves ("train" or "evaluate"), checked against the
+#: pod's policy.accepted_tasks.
+KIND_KEY = "fedplug-kind"
 PHASE_FIT = "fit"
 
 # The record that carries secure-aggregation parameters next to "config".

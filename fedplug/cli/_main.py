@@ -27,6 +27,7 @@ commands:
   submit CONNECTION [OVERRIDES] [--output-dir D]
                                run on a SuperLink (flwr run --stream); exit 1 unless it completes
   evaluate MODEL DATA          score a saved model on a labelled CSV/Parquet file
+  evaluate MODEL --pods POD... score it on the pods' own data (per pod and overall)
   plugins                      list installed plugins by kind
   report SWEEP_DIR             compare the runs of a sweep (table and plot)
 """
@@ -142,9 +143,23 @@ def _parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="seconds before the run is stopped and reported failed (default: 3600)",
     )
-    evaluate = sub.add_parser("evaluate", help="score a saved model on a labelled file")
-    evaluate.add_argument("model")
-    evaluate.add_argument("data")
+    evaluate = sub.add_parser(
+        "evaluate", help="score a saved model on a labelled file, or on pods' own data"
+    )
+    evaluate.add_argument("model", metavar="MODEL")
+    evaluate.add_argument("data", metavar="DATA", nargs="?", default=None)
+    evaluate.add_argument(
+        "--pods",
+        nargs="+",
+        default=None,
+        metavar="POD",
+        help="score on these pods' validation rows instead (names or pod files)",
+    )
+    evaluate.add_argument(
+        "--secure",
+        action="store_true",
+        help="aggregate the pods' metrics securely (no per-pod figures)",
+    )
     sub.add_parser("plugins", help="list installed plugins")
     report = sub.add_parser("report", help="compare the runs of a sweep")
     report.add_argument("sweep_dir")
@@ -191,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "evaluate":
             from ._evaluate import evaluate
 
-            return evaluate(ns.model, ns.data)
+            return evaluate(ns.model, ns.data, pods=ns.pods, secure=ns.secure)
         if ns.command == "plugins":
             from ._plugins import plugins
 
