@@ -24,6 +24,7 @@ LAYERS = {
     "cli": 5,
     "_task_builder": 5,
     "_trees": 5,
+    "_regressor": 5,
     "_model_base": 5,
     "_run_outputs": 5,
     "_config_checks": 5,

@@ -50,7 +50,11 @@ POLICY_KEYS: tuple[str, ...] = (
 )
 IDENTITY_KEYS: tuple[str, ...] = ("key_file", "pinned_keys")
 #: The model plugins fedplug ships, which a pod accepts unless its policy says otherwise.
-BUILTIN_MODELS: tuple[str, ...] = ("tabular-classifier", "gradient-boosted-trees")
+BUILTIN_MODELS: tuple[str, ...] = (
+    "tabular-classifier",
+    "gradient-boosted-trees",
+    "tabular-regressor",
+)
 _POD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
