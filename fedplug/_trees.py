@@ -26,7 +26,7 @@ from fedplug.learning import (
     TrainingTask,
     fit_ensemble,
 )
-from fedplug.learning._boosting_pod import MAX_ROW_LOSS
+from fedplug.learning._boosting_pod import MAX_ROW_LOSS, row_caps
 
 PLUGIN_NAME = "gradient-boosted-trees"
 _PARAMS = tuple(BoostingParams.__dataclass_fields__)
@@ -35,22 +35,43 @@ _PARAMS = tuple(BoostingParams.__dataclass_fields__)
 def setup_for(task: TrainingTask) -> BoostingSetup:
     """What the server knows before the first tree, from the (scaled) task."""
     schema = Schema.from_dict(task.schema)
-    resolved = DataStructure.from_dict(task.datastructure).resolve(schema)
+    resolved = DataStructure.from_dict(task.datastructure).resolve(schema, task="auto")
+    k = len(resolved.continuous)
+    regression = resolved.task == "regression"
     return BoostingSetup(
         categorical={c: tuple(schema[c].categories or ()) for c in resolved.categorical},
         continuous=list(resolved.continuous),
-        mean=list(task.mean),
-        std=list(task.std),
-        n_classes=len(resolved.classes),
+        mean=list(task.mean[:k]),
+        std=list(task.std[:k]),
+        n_classes=0 if regression else len(resolved.classes),
+        # A regression's target is the last column the cross-pod statistics scale.
+        target_mean=float(task.mean[k]) if regression else 0.0,
+        target_std=float(task.std[k]) if regression else 1.0,
     )
 
 
-def _metrics(vector: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-    """Train and validation loss and accuracy from an ``eval`` exchange's sums."""
-    out = []
-    for rows, loss, correct in (vector[0:3], vector[3:6]):
+def _metrics(
+    vector: np.ndarray, n_classes: int, target_std: float = 1.0
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Train and validation metrics from an ``eval`` exchange's sums: loss and accuracy,
+    or for a regression RMSE, MAE (target units) and R^2 (against the cross-pod variance)."""
+    first, second = row_caps(n_classes)
+    out: list[dict[str, float]] = []
+    for rows, a, b in (vector[0:3], vector[3:6]):
         n = float(np.rint(rows))
-        out.append({} if n <= 0 else {"loss": float(loss / n), "accuracy": float(correct / n)})
+        if n <= 0:
+            out.append({})
+        elif n_classes == 0:
+            mse = float(a * first / n)  # of the standardized target
+            out.append(
+                {
+                    "rmse": float(np.sqrt(mse)) * target_std,
+                    "mae": float(b * second / n) * target_std,
+                    "r2": 1.0 - mse,
+                }
+            )
+        else:
+            out.append({"loss": float(a * first / n), "accuracy": float(b * second / n)})
     train, validation = out
     return {f"train_{k}": v for k, v in train.items()}, validation
 
@@ -68,9 +89,9 @@ def boosting_driver(
         def on_tree(trees: int, ensemble: Ensemble) -> None:
             if trees % eval_every and trees != params.n_trees:
                 return
-            # Per-row losses are capped, so a pod's loss sum is at most MAX_ROW_LOSS per row.
+            # Per-row figures are capped and scaled to at most one: sums of at most n rows.
             vector = exchange.sum({"op": "eval", "ensemble": ensemble.to_dict()}, 6, None)
-            train, evaluate = _metrics(vector)
+            train, evaluate = _metrics(vector, ensemble.n_classes, ensemble.target_std)
             history.append({"round": trees, "train": train, "evaluate": evaluate})
             if on_round is not None:
                 on_round(trees, train, evaluate)
@@ -82,7 +103,8 @@ def boosting_driver(
 
 
 class GradientBoostedTrees(Model):
-    """Histogram gradient-boosted trees across pods (binary and multiclass classification).
+    """Histogram gradient-boosted trees across pods: binary and multiclass classification
+    (log loss) and regression (squared error on the target standardized across pods).
 
     Each tree level is one exchange: every pod sends per-feature gradient and hessian
     histograms of the open nodes, the aggregator sums them (securely under
@@ -140,7 +162,7 @@ class GradientBoostedTrees(Model):
             raise ConfigError(f"eval_every={self.eval_every!r} must be a positive integer.")
 
     def training_task(self, schema: Schema) -> TrainingTask:
-        resolved = self.datastructure.resolve(schema)
+        resolved = self.datastructure.resolve(schema, task="auto")
         used = [resolved.target, *resolved.categorical, *resolved.continuous]
         return TrainingTask(
             schema=schema.select(used).to_dict(),
@@ -162,7 +184,9 @@ class GradientBoostedTrees(Model):
     def evaluator(self) -> Callable[[Exchange, TrainingTask, Any], dict[str, float]]:
         def score(exchange: Exchange, task: TrainingTask, state: Any) -> dict[str, float]:
             # The pods' validation rows (their training rows' figures come as train_*).
-            train, validation = _metrics(exchange.sum({"op": "eval", "ensemble": state}, 6, None))
+            ensemble = Ensemble.from_dict(state)
+            vector = exchange.sum({"op": "eval", "ensemble": state}, 6, None)
+            train, validation = _metrics(vector, ensemble.n_classes, ensemble.target_std)
             return {**validation, **train}
 
         return score
@@ -211,33 +235,57 @@ class GradientBoostedTrees(Model):
         )
         return ensemble.binning.transform(frame)
 
+    @property
+    def regression(self) -> bool:
+        _, ensemble = self._fitted_state()
+        return ensemble.n_classes == 0
+
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities ``[rows, classes]``, in the order of :attr:`classes_`."""
         _, ensemble = self._fitted_state()
+        if self.regression:
+            raise ConfigError(
+                "predict_proba(): this model is a regression (its target is continuous); "
+                "call predict() for its values."
+            )
         return ensemble.predict_proba(self._bins(frame, require_target=False))
 
     @property
     def classes_(self) -> list[Any]:
         task, _ = self._fitted_state()
         schema = Schema.from_dict(task.schema)
-        return list(self.datastructure.resolve(schema).classes)
+        return list(self.datastructure.resolve(schema, task="auto").classes)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """Predicted class labels (values of the target column)."""
+        """Predicted class labels (values of the target column), or a regression's values."""
+        _, ensemble = self._fitted_state()
+        if self.regression:
+            return ensemble.predict_values(self._bins(frame, require_target=False))
         labels = self.predict_proba(frame).argmax(axis=1)
         return np.asarray(self.classes_, dtype=object)[labels]
 
     def evaluate_frame(self, frame: pd.DataFrame) -> dict[str, float]:
-        """Loss, accuracy, AUC, F1, precision and recall on a labelled frame."""
+        """Loss, accuracy, AUC, F1, precision and recall on a labelled frame; for a
+        regression RMSE, MAE and R^2 (against the frame's own variance)."""
         from fedplug.learning import classification_metrics
 
         _, ensemble = self._fitted_state()
         bins = self._bins(frame, require_target=True)
+        target = self.datastructure.target
+        if self.regression:
+            truth = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64)
+            error = ensemble.predict_values(bins) - truth
+            variance = float(np.var(truth)) or 1.0
+            return {
+                "rmse": float(np.sqrt(np.mean(error**2))),
+                "mae": float(np.mean(np.abs(error))),
+                "r2": 1.0 - float(np.mean(error**2)) / variance,
+            }
         proba = ensemble.predict_proba(bins)
-        labels = pd.Index(self.classes_).get_indexer(frame[self.datastructure.target])
+        labels = pd.Index(self.classes_).get_indexer(frame[target])
         if (labels < 0).any():
             raise ConfigError(
-                f"evaluate(): the target column {self.datastructure.target!r} holds values "
+                f"evaluate(): the target column {target!r} holds values "
                 f"outside the model's classes {self.classes_}; fix the frame"
             )
         picked = proba[np.arange(len(labels)), labels]

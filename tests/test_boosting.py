@@ -259,3 +259,26 @@ def test_a_model_subclass_taking_kwargs_lists_its_own_and_its_bases_parameters()
         only_known({"widht": 8}, Wide, "model")
     assert "kwargs" not in str(info.value)
     assert parameter_names(GradientBoostedTrees)[:3] == ["datastructure", "eval_every", "gamma"]
+
+
+def test_regression_trees_predict_a_continuous_target_equal_to_central(fed_pods) -> None:
+    pods = fed_pods(n_pods=2, rows=500)
+    target = "hours-per-week"
+    fitted = {}
+    for name, aggregator in (("plain", FedAvg()), ("secure", SecureAggregator())):
+        model = GradientBoostedTrees(DataStructure(target=target), n_trees=5, max_depth=3)
+        history = model.fit(pods, aggregator, backend="inprocess", verbose=False)
+        assert {"rmse", "mae", "r2"} <= set(history[-1]["evaluate"])
+        fitted[name] = model
+    plain = fitted["plain"]
+    _assert_same_trees(plain._fitted[1], _central(plain, pods))
+    _assert_same_trees(fitted["secure"]._fitted[1], plain._fitted[1], 1e-5)
+    frame = pd.concat([Pod.from_yaml(p).load().validation for p in pods])
+    values = plain.predict(frame)
+    assert values.dtype.kind == "f" and len(values) == len(frame)
+    metrics = plain.evaluate(frame)
+    truth = frame[target].to_numpy(dtype=float)
+    # Better than predicting the mean: the trees learn something about hours worked.
+    assert metrics["rmse"] < truth.std() and metrics["r2"] > 0
+    with pytest.raises(ConfigError, match="regression"):
+        plain.predict_proba(frame)

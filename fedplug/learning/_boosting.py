@@ -279,13 +279,30 @@ class Tree:
 
 
 # -- losses -----------------------------------------------------------------------------
+#: A regression's target, standardized across pods, is clipped here on the pods, so one
+#: pod's gradient histograms have a known bound (a value 30 standard deviations from the
+#: mean is an outlier the trees would only chase).
+TARGET_CLIP = 30.0
+
+
 def n_outputs(n_classes: int) -> int:
-    """Trees per boosting iteration: one for binary, one per class otherwise."""
-    return 1 if n_classes == 2 else n_classes
+    """Trees per boosting iteration: one for regression (``n_classes == 0``) and binary
+    classification, one per class otherwise."""
+    return 1 if n_classes in (0, 2) else n_classes
+
+
+def gradient_bound(n_classes: int) -> float:
+    """The largest |gradient| or hessian of one row: log loss 1, squared error (with the
+    clipped standardized target and margins within its range) 2 * TARGET_CLIP."""
+    return 2 * TARGET_CLIP if n_classes == 0 else 1.0
 
 
 def gradients(margins: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
-    """Per output, ``(g, h)`` of the log loss at ``margins [rows, outputs]``."""
+    """Per output, ``(g, h)`` at ``margins [rows, outputs]``: squared error for regression
+    (``labels``: the standardized target), the log loss otherwise."""
+    if n_classes == 0:
+        residual = np.clip(margins[:, 0] - labels, -2 * TARGET_CLIP, 2 * TARGET_CLIP)
+        return residual, np.ones_like(residual)
     if n_classes == 2:
         p = 1.0 / (1.0 + np.exp(-margins[:, 0]))
         return ((p - labels), p * (1.0 - p))
@@ -311,9 +328,12 @@ class Ensemble:
     """A trained (or growing) boosted ensemble: bins, base margins, trees per iteration."""
 
     binning: Binning
-    n_classes: int
+    n_classes: int  # 0: regression
     base: list[float]
     trees: list[list[Tree]] = field(default_factory=list)  # [iteration][output]
+    # Regression: the cross-pod mean and std the target was standardized with.
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     def margins(self, bins: np.ndarray, start: int = 0, base: bool = True) -> np.ndarray:
         k = n_outputs(self.n_classes)
@@ -328,12 +348,18 @@ class Ensemble:
     def predict_proba(self, bins: np.ndarray) -> np.ndarray:
         return probabilities(self.margins(bins), self.n_classes)
 
+    def predict_values(self, bins: np.ndarray) -> np.ndarray:
+        """A regression's predictions, in the target's units."""
+        return self.margins(bins)[:, 0] * self.target_std + self.target_mean
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "binning": self.binning.to_list(),
             "n_classes": self.n_classes,
             "base": list(self.base),
             "trees": [[t.to_dict() for t in it] for it in self.trees],
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
         }
 
     @classmethod
@@ -344,6 +370,8 @@ class Ensemble:
                 int(d["n_classes"]),
                 [float(v) for v in d["base"]],
                 [[Tree.from_dict(t) for t in it] for it in d["trees"]],
+                float(d.get("target_mean", 0.0)),
+                float(d.get("target_std", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelMismatchError(
@@ -458,7 +486,9 @@ class BoostingSetup:
     continuous: list[str]
     mean: list[float]
     std: list[float]
-    n_classes: int
+    n_classes: int  # 0: regression
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
 
 def fit_ensemble(
@@ -482,9 +512,14 @@ def fit_ensemble(
         edges = edges_from_counts(counts, low, width, params.max_bins)
         features.append(FeatureBins(column, "numeric", edges=tuple(edges)))
     binning = Binning(tuple(features))
-    prior = np.clip(labels / n_rows, 1e-6, 1 - 1e-6)
-    base = [math.log(prior[1] / prior[0])] if k == 2 else [math.log(p) for p in prior]
-    ensemble = Ensemble(binning, k, base)
+    if k == 0:  # the target is standardized across pods: its mean is 0
+        base = [0.0]
+    else:
+        prior = np.clip(labels / n_rows, 1e-6, 1 - 1e-6)
+        base = [math.log(prior[1] / prior[0])] if k == 2 else [math.log(p) for p in prior]
+    ensemble = Ensemble(
+        binning, k, base, target_mean=setup.target_mean, target_std=setup.target_std
+    )
     outputs, total = n_outputs(k), binning.total
     for _ in range(params.n_trees):
         trees = [Tree.empty(params.max_depth) for _ in range(outputs)]
@@ -497,8 +532,9 @@ def fit_ensemble(
                 "depth": depth,
                 "open": [list(n) for n in open_nodes],
             }
-            # Gradients are in [-1, 1], hessians in [0, 1/4]: a bin sums at most n_rows.
-            vector = exchange.sum(request, len(open_nodes) * total * 3, n_rows)
+            # One row's gradient and hessian are bounded: a bin sums at most n_rows of them.
+            bound = n_rows * gradient_bound(k)
+            vector = exchange.sum(request, len(open_nodes) * total * 3, bound)
             hists = vector.reshape(len(open_nodes), total, 3)
             next_open = []
             for (j, node), hist in zip(open_nodes, hists, strict=True):
@@ -533,16 +569,30 @@ class BoostingData:
     """One pod's rows for boosting: features binned lazily, labels as class indices."""
 
     def __init__(
-        self, frame: pd.DataFrame, target: str, classes: Sequence[Any], continuous: Sequence[str]
+        self,
+        frame: pd.DataFrame,
+        target: str,
+        classes: Sequence[Any],
+        continuous: Sequence[str],
+        target_scaling: tuple[float, float] | None = None,
     ) -> None:
         self.frame = frame
-        codes = pd.Index(list(classes)).get_indexer(frame[target])
-        if (codes < 0).any():
-            raise ModelMismatchError(
-                f"target column {target!r} holds values outside the classes {list(classes)}"
-            )
-        self.labels = codes.astype(np.int64)
-        self.n_classes = len(classes)
+        self.labels: np.ndarray
+        if target_scaling is not None:  # regression: the standardized, clipped target
+            mean, std = target_scaling
+            raw = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64)
+            if np.isnan(raw).any():
+                raise ModelMismatchError(f"target column {target!r} holds missing values")
+            self.labels = np.clip((raw - mean) / std, -TARGET_CLIP, TARGET_CLIP)
+            self.n_classes = 0
+        else:
+            codes = pd.Index(list(classes)).get_indexer(frame[target])
+            if (codes < 0).any():
+                raise ModelMismatchError(
+                    f"target column {target!r} holds values outside the classes {list(classes)}"
+                )
+            self.labels = codes.astype(np.int64)
+            self.n_classes = len(classes)
         self.continuous = list(continuous)
         self._bins: tuple[str, np.ndarray] | None = None
         # Margins of the ensemble's first ``n`` iterations: (key, n, margins).
@@ -557,7 +607,10 @@ class BoostingData:
         raise ConfigError(f"gradient-boosted trees: unknown exchange {op!r}")
 
     def _init(self, request: Mapping[str, Any]) -> np.ndarray:
-        parts = [np.bincount(self.labels, minlength=self.n_classes).astype(np.float64)]
+        counts: np.ndarray = np.zeros(0)
+        if self.n_classes:
+            counts = np.bincount(self.labels, minlength=self.n_classes)
+        parts = [np.asarray(counts, dtype=np.float64)]
         parts.append(np.array([float(len(self.labels))]))
         for column, (low, width) in zip(self.continuous, request["grids"], strict=True):
             raw = pd.to_numeric(self.frame[column], errors="coerce").to_numpy(
