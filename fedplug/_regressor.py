@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,15 +58,14 @@ def target_scaling(task: TrainingTask) -> tuple[float, float]:
     return float(task.mean[-1]), float(task.std[-1])
 
 
-def in_target_units(history: list[dict[str, Any]], std: float) -> None:
-    """Replace each round's pooled regression moments by ``mse``, ``rmse``, ``mae`` (the
-    target's units) and ``r2``, in place; rounds already converted are left as they are."""
-    for entry in history:
-        evaluate = entry.get("evaluate")
-        if not isinstance(evaluate, dict) or not all(k in evaluate for k in REGRESSION_MOMENTS):
-            continue
-        moments = {k: evaluate.pop(k) for k in REGRESSION_MOMENTS}
-        evaluate.update(regression_metrics(moments, std))
+def in_target_units(metrics: dict[str, Any], std: float) -> dict[str, Any]:
+    """``metrics`` with the pods' pooled regression moments replaced, in place, by ``mse``,
+    ``rmse``, ``mae`` (the target's units) and ``r2``; metrics without them (already
+    converted, or a round that failed) are left as they are."""
+    if all(k in metrics for k in REGRESSION_MOMENTS):
+        moments = {k: metrics.pop(k) for k in REGRESSION_MOMENTS}
+        metrics.update(regression_metrics(moments, std))
+    return metrics
 
 
 class TabularRegressor(Model):
@@ -161,12 +161,46 @@ class TabularRegressor(Model):
 
     def set_trained(self, task: TrainingTask, state: Any, history: list[dict]) -> None:
         _, std = target_scaling(task)
-        # In place: the run's result shares these entries, and the front ends (fit's
-        # return value, fedplug run's and flwr run's history.json) show them.
-        in_target_units(history, std)
-        self._fitted = (task, [np.asarray(w) for w in state])
-        self.history_ = list(history)
-        self._trained = True
+        for entry in history:
+            # In place: the run's result shares these entries, and the front ends (fit's
+            # return value, fedplug run's and flwr run's history.json) show them.
+            if isinstance(entry.get("evaluate"), dict):
+                in_target_units(entry["evaluate"], std)
+        weights = [np.asarray(w) for w in state]
+        super().set_trained(task, weights, history)
+        self._fitted = (task, weights)
+
+    def evaluate(
+        self,
+        frame: pd.DataFrame | None = None,
+        *,
+        pod_identifiers: Sequence[Any] | None = None,
+        aggregator: Any = None,
+        pod_dirs: Sequence[Path] | None = None,
+        round_timeout: float = 300.0,
+        backend: str = "auto",
+        verbose: bool | int = False,
+    ) -> dict[str, float]:
+        """``rmse``, ``mae`` (target units), ``r2``, ``mse`` and ``loss`` (the training loss
+        on the standardized target) on a labelled ``frame``, or on the pods' validation
+        rows with ``pod_identifiers`` (their pooled rows' metrics; per pod in
+        :attr:`pod_metrics_` under plaintext aggregation)."""
+        metrics = super().evaluate(
+            frame,
+            pod_identifiers=pod_identifiers,
+            aggregator=aggregator,
+            pod_dirs=pod_dirs,
+            round_timeout=round_timeout,
+            backend=backend,
+            verbose=verbose,
+        )
+        if pod_identifiers is not None:
+            # The pods report moments of the standardized target (see set_trained).
+            std = self.target_std_
+            in_target_units(metrics, std)
+            for pod in getattr(self, "pod_metrics_", {}).values():
+                in_target_units(pod, std)
+        return metrics
 
     # -- inference ----------------------------------------------------------------------
     @property
@@ -219,7 +253,7 @@ class TabularRegressor(Model):
             z = net(data.x_cat, data.x_cont).reshape(-1).double().numpy()
         return z * std + mean
 
-    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+    def evaluate_frame(self, frame: pd.DataFrame) -> dict[str, float]:
         """``rmse``, ``mae`` (target units), ``r2``, ``mse`` and ``loss`` (the training loss
         on the standardized target) on a frame with the target column."""
         net, data, spec = self._encode(frame, require_target=True)

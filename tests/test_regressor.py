@@ -89,17 +89,29 @@ def test_trains_plain_and_secure_alike_with_the_pooled_target_scaling(fed_pods, 
         assert metrics["rmse"] < min(baseline, y.std()), name
 
 
-def test_huber_loss_trains_and_is_the_pods_loss(fed_pods) -> None:
+def test_huber_loss_trains_and_pods_score_the_model_in_target_units(fed_pods) -> None:
     pods = fed_pods(n_pods=2, rows=300)
     model = TabularRegressor(
         DataStructure(target=TARGET), rounds=2, epochs=2, loss="huber", huber_delta=0.5
     )
     history = model.fit(pods, backend="inprocess", verbose=False)
     assert history[-1]["train"]["train_loss"] < history[0]["train"]["train_loss"]
+    last = history[-1]["evaluate"]
     # Huber with delta 0.5 is below half the squared error on the standardized target.
-    z_mse = history[-1]["evaluate"]["mse"] / model.target_std_**2
-    assert 0 < history[-1]["evaluate"]["loss"] < z_mse / 2
-    assert model._fitted[0].model["loss"] == "huber"
+    assert 0 < last["loss"] < last["mse"] / model.target_std_**2 / 2
+    assert model.task_.model["loss"] == "huber"
+    # The pods score the trained model on the same validation rows as the last round.
+    plain = model.evaluate(pod_identifiers=pods, aggregator=FedAvg(), backend="inprocess")
+    for key in ("loss", "mse", "rmse", "mae", "r2"):
+        assert plain[key] == pytest.approx(last[key], rel=1e-9), key
+    assert set(model.pod_metrics_) == {"pod-a", "pod-b"}
+    per_pod = [m["rmse"] for m in model.pod_metrics_.values()]
+    assert min(per_pod) <= plain["rmse"] <= max(per_pod)
+    assert all(not set(m) & set(REGRESSION_MOMENTS) for m in model.pod_metrics_.values())
+    secure = model.evaluate(pod_identifiers=pods, aggregator=SecureAggregator())
+    assert model.pod_metrics_ == {}
+    for key in ("rmse", "mae", "r2"):
+        assert secure[key] == pytest.approx(plain[key], rel=1e-6), key
 
 
 # -- the pod half, without a federation -------------------------------------------------
