@@ -299,3 +299,41 @@ def test_hydra_selects_the_regressor_on_census_hours() -> None:
     assert (run.model.loss, run.model.huber_delta, run.model.rounds) == ("huber", 1.0, 5)
     with pytest.raises(ConfigError, match="huber_delta"):
         objects_from_config(compose_config(["model=tabular_regressor", "+model.huber_delt=2"]))
+
+
+def test_the_flower_server_app_trains_it_secure_with_metrics_in_target_units(
+    fed_pods, tmp_path
+) -> None:
+    # flwr run's ServerApp on an in-process grid: the same composed task as fedplug run.
+    import json
+
+    from flwr.app import Context, RecordDict
+
+    from fedplug._flower import LocalGrid, build_client_app
+    from fedplug._flower import app as flower_app
+
+    pods = fed_pods(n_pods=2, rows=300)
+    grid = LocalGrid(
+        {i + 1: build_client_app() for i in range(2)},
+        node_configs={i + 1: {"pod": str(p)} for i, p in enumerate(pods)},
+    )
+    out = tmp_path / "out"
+    overrides = (
+        "datastructure=census_hours model=tabular_regressor aggregator=secure model.rounds=2 "
+        "pods.identifiers=[pod-a,pod-b] ++federation.connect_timeout=5"
+    )
+    context = Context(
+        run_id=1,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config={"overrides": overrides, "output-dir": str(out)},
+    )
+    assert flower_app.run_deployed(grid, context) == out
+    history = json.loads((out / "history.json").read_text())["history"]
+    assert [h["round"] for h in history] == [1, 2]
+    assert set(history[-1]["evaluate"]) >= {"rmse", "mae", "r2"}
+    assert not set(history[-1]["evaluate"]) & set(REGRESSION_MOMENTS)
+    model = fedplug.load_model(out / "model.pt")
+    assert isinstance(model, TabularRegressor)
+    assert model.history_ == history
