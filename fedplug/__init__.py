@@ -41,6 +41,8 @@ _EXPORTS = {
     "fedplug.learning": ["DataStructure", "Optimizer"],
     "fedplug._api": ["TabularClassifier", "combine_pod_schemas"],
     "fedplug._trees": ["GradientBoostedTrees"],
+    "fedplug._regressor": ["TabularRegressor"],
+    "fedplug._torch_module": ["TorchModule"],
     "fedplug._model_base": ["load_model"],
     "fedplug._flower": ["Aggregator", "FedAvg", "SecureAggregator"],
 }
@@ -74,6 +76,8 @@ __all__ = [
     "SecureAggregationError",
     "SecureAggregator",
     "TabularClassifier",
+    "TabularRegressor",
+    "TorchModule",
     "TrainingError",
     "__version__",
     "combine_pod_schemas",
@@ -85,8 +89,6 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # static analysers see the eager imports
     from fedplug._api import TabularClassifier, combine_pod_schemas
-    from fedplug._model_base import load_model
-    from fedplug._trees import GradientBoostedTrees
     from fedplug._errors import (
         ConfigError,
         DataSourceError,
@@ -104,6 +106,10 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         TrainingError,
     )
     from fedplug._flower import Aggregator, FedAvg, SecureAggregator
+    from fedplug._model_base import load_model
+    from fedplug._regressor import TabularRegressor
+    from fedplug._torch_module import TorchModule
+    from fedplug._trees import GradientBoostedTrees
     from fedplug.data import (
         CSVSource,
         DataFrameSource,

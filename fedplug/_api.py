@@ -265,6 +265,15 @@ def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any], aggreg
     return factory(n_pods, **dict(params))
 
 
+def _used_schemas(model: Model, pods: Sequence[Pod]) -> tuple[dict[str, Schema], list[str]]:
+    """The pods' schemas and the columns the model uses: pods need agree only on those."""
+    schemas = {pod.name: pod.load().schema for pod in pods}
+    first = next(iter(schemas.values()))
+    # Resolved on one pod's schema to name the columns; combining checks them on every pod.
+    resolved = model.datastructure.resolve(first, task="auto")
+    return schemas, [resolved.target, *resolved.categorical, *resolved.continuous]
+
+
 def fit_model(
     model: Any,
     pod_identifiers: Sequence[PodIdentifier],
@@ -278,9 +287,28 @@ def fit_model(
     backend: str = "auto",
     verbose: bool | int = True,
     on_round: Callable[[int, dict, dict], None] | None = None,
+    federation: str | Mapping[str, Any] | None = None,
 ) -> list[dict]:
     """Train ``model`` (any model plugin's server half) across the pods in a local
-    simulation, make it the trained model, and return its history."""
+    simulation, or on the SuperLink ``federation`` names, make it the trained model, and
+    return its history."""
+    if federation is not None:
+        from fedplug._federation import fit_on_superlink
+
+        return fit_on_superlink(
+            model,
+            federation,
+            pod_identifiers,
+            aggregator,
+            strategy,
+            strategy_params=strategy_params,
+            pod_dirs=pod_dirs,
+            round_timeout=round_timeout,
+            cpus_per_pod=cpus_per_pod,
+            backend=backend,
+            verbose=verbose,
+            on_round=on_round,
+        )
     from fedplug._flower._progress import with_progress
     from fedplug._flower._simulation import check_backend, run_locally, verbosity
     from fedplug._task_builder import attach_result, build_plan
@@ -292,7 +320,7 @@ def fit_model(
     model.datastructure.check_pods([pod for _, pod in pods])
     schema = model.schema
     if schema is None:
-        schema = _combine_schemas({pod.name: pod.load().schema for _, pod in pods})
+        schema = _combine_schemas(*_used_schemas(model, [pod for _, pod in pods]))
     plan = build_plan(
         model,
         [pod.name for _, pod in pods],

@@ -36,6 +36,8 @@ EXPECTED = [
     "SecureAggregationError",
     "SecureAggregator",
     "TabularClassifier",
+    "TabularRegressor",
+    "TorchModule",
     "TrainingError",
     "__version__",
     "combine_pod_schemas",

@@ -75,6 +75,9 @@ REFUSALS: dict[str, str] = {
     "model-not-accepted": "its policy does not accept this model plugin "
     "(policy.accepted_models); ask the pod's owner to install the plugin and add it to "
     "policy.accepted_models, or pick a model the pods accept",
+    "module-not-accepted": "the task names a torch module its policy does not list "
+    "(policy.accepted_modules); ask the pod's owner to install it and add its import path, "
+    "or pick a module the pods accept",
     "unsafe-launch": "the pod was started with plain flower-supernode, which runs whatever "
     "code an app bundle names; its owner must start it with `fedplug pod start POD.yaml`",
 }

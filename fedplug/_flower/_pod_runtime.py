@@ -42,6 +42,7 @@ class PodRuntime:
         key = task.digest()
         if key not in self.trainers:
             cls = load_pod_model(task.model_plugin, self.pod.policy.accepted_models, self.name)
+            cls.admit(task, self.pod.policy, self.name)
             # Only the newest task's encoded tensors are worth keeping in memory.
             self.trainers.clear()
             self.trainers[key] = cls(task, self.data.train, self.data.validation)

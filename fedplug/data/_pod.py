@@ -47,12 +47,14 @@ POLICY_KEYS: tuple[str, ...] = (
     "accepted_tasks",
     "min_threshold",
     "accepted_models",
+    "accepted_modules",
 )
 IDENTITY_KEYS: tuple[str, ...] = ("key_file", "pinned_keys")
 #: The model plugins fedplug ships, which a pod accepts unless its policy says otherwise.
 BUILTIN_MODELS: tuple[str, ...] = (
     "tabular-classifier",
     "gradient-boosted-trees",
+    "torch-module",
     "tabular-regressor",
 )
 _POD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -99,6 +101,9 @@ class PodPolicy:
     # Model plugins (entry-point names in fedplug.pod_models) this pod runs: the server
     # names one as data; the pod loads it from what its owner installed, never from a path.
     accepted_models: tuple[str, ...] = BUILTIN_MODELS
+    # Import paths of torch modules (package.module:Class) the owner trusts this pod to run
+    # with the torch-module model; none by default.
+    accepted_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.require_secure_aggregation, bool):
@@ -138,6 +143,13 @@ class PodPolicy:
             "[tabular-classifier, gradient-boosted-trees]",
         )
         object.__setattr__(self, "accepted_models", tuple(dict.fromkeys(models)))
+        modules = _names(
+            self.accepted_modules,
+            "policy.accepted_modules",
+            "import paths package.module:Class",
+            "[mypkg.nets:Net]",
+        )
+        object.__setattr__(self, "accepted_modules", tuple(dict.fromkeys(modules)))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> PodPolicy:
@@ -152,6 +164,7 @@ class PodPolicy:
             "accepted_tasks": list(self.accepted_tasks),
             "min_threshold": self.min_threshold,
             "accepted_models": list(self.accepted_models),
+            "accepted_modules": list(self.accepted_modules),
         }
 
 

@@ -24,9 +24,12 @@ from ._pod_model import PodModel
 from ._regressor import LOSSES, RegressorPod, RegressorSpec
 from ._stats import local_feature_moments, moment_units, scaling_from_moments
 from ._task import PodTrainer, TrainingTask, scaling_for  # noqa: E402 - uses the above
+from ._torch_module import ModuleSpec, TorchModulePod
 from ._training import train_local
 
 __all__ = [
+    "ModuleSpec",
+    "TorchModulePod",
     "BoostingParams",
     "BoostingPod",
     "BoostingSetup",

@@ -20,6 +20,8 @@ from ._datastructure import DataStructure
 from ._stats import local_feature_moments
 
 if TYPE_CHECKING:
+    from fedplug.data import PodPolicy
+
     from ._task import TrainingTask
 
 
@@ -40,6 +42,11 @@ class PodModel:
     #: What the target is checked for (see ``DataStructure.resolve``): "classification"
     #: or "regression".
     learning_task = "classification"
+
+    @classmethod
+    def admit(cls, task: TrainingTask, policy: PodPolicy, pod: str) -> None:
+        """Refuse (``PolicyRefusal``) a task this pod's policy does not allow, before
+        anything is built; the pod's policy already accepted the model plugin itself."""
 
     def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
         self.task = task
