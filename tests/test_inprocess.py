@@ -270,3 +270,16 @@ def test_a_pod_that_hangs_in_training_costs_the_round_timeout_not_the_run(fed_po
     missing = [r for r in caplog.messages if "'pod-c' did not answer within 1.5s" in r]
     assert len(missing) == 2  # training, then evaluation (pod-c is still stuck)
     assert not [r for r in caplog.messages if "'pod-a' did not answer" in r]
+
+
+def test_the_pods_torch_threads_come_from_the_environment(monkeypatch) -> None:
+    from fedplug._flower._inprocess import torch_threads
+
+    monkeypatch.delenv("FEDPLUG_TORCH_THREADS", raising=False)
+    assert torch_threads() == 1
+    monkeypatch.setenv("FEDPLUG_TORCH_THREADS", "3")
+    assert torch_threads() == 3
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("FEDPLUG_TORCH_THREADS", bad)
+        with pytest.raises(ConfigError, match=r"FEDPLUG_TORCH_THREADS=.*whole number >= 1"):
+            torch_threads()

@@ -27,6 +27,7 @@ from flwr.app import Error, Message
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
+from fedplug._errors import ConfigError
 from fedplug.data import Pod
 
 from ._flower_internals import set_message_id
@@ -193,9 +194,8 @@ class InProcessGrid(LocalGrid):
 
 
 class PodRuntimes:
-    """The pods of one in-process run: pod files (loaded as a SuperNode would) and pods
-    given as objects, which are loaded (and validated) here, once, on their first message.
-    """
+    """The pods of one in-process run: pod files (loaded as a SuperNode would, cached per
+    process) and pods given as objects (loaded and validated once per run, held here)."""
 
     def __init__(self, pods: Sequence[Path | Pod]) -> None:
         self._memory: dict[str, Pod] = {}
@@ -223,10 +223,17 @@ class PodRuntimes:
 def torch_threads() -> int:
     """Torch threads for the pods: ``$FEDPLUG_TORCH_THREADS``, else 1.
 
-    The pods run one after another, so one thread is all a pod gets in the Ray backend
-    too (one CPU per pod): the same arithmetic, hence the same model, on both backends.
+    One, as each pod gets in its Ray actor (one CPU per pod): the same arithmetic, hence
+    the same model, on both backends. More threads do not pay for these small models:
+    two took 5x longer than one on a busy two-core machine (threads spin for cores).
     """
-    return max(1, int(os.environ.get("FEDPLUG_TORCH_THREADS", "1")))
+    text = os.environ.get("FEDPLUG_TORCH_THREADS", "1")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ConfigError(
+            f"FEDPLUG_TORCH_THREADS={text!r} is invalid: give the number of torch threads "
+            "the pods use, a whole number >= 1 (or unset it: 1)."
+        )
+    return int(text)
 
 
 @contextmanager
