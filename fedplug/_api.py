@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from fedplug.data import Pod, Schema, published_schemas, resolve_pod
 from fedplug.data import combine_pod_schemas as _combine_schemas
 from fedplug.learning import (
     DataStructure,
+    Exchange,
     Optimizer,
     TabularEncoder,
     TabularNetSpec,
@@ -106,6 +108,7 @@ class TabularClassifier(Model):
         hidden: Sequence[int] = (64, 32),
         dropout: float = 0.1,
         seed: int = 42,
+        class_weight: str | None = None,
     ) -> None:
         self.datastructure = datastructure
         self.schema = schema
@@ -117,6 +120,7 @@ class TabularClassifier(Model):
         self.hidden = hidden
         self.dropout = dropout
         self.seed = seed
+        self.class_weight = class_weight
 
     # -- checks -------------------------------------------------------------------------
     def check_params(self) -> None:
@@ -136,6 +140,23 @@ class TabularClassifier(Model):
             )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} is invalid: use a number in [0, 1).")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(
+                f"class_weight={self.class_weight!r} is invalid: use None (every example "
+                "counts the same) or 'balanced' (classes weighted inversely to their "
+                "cross-pod frequency)."
+            )
+
+    def prepare(self, exchange: Exchange, task: TrainingTask) -> TrainingTask:
+        """With ``class_weight="balanced"``: weights ``n / (classes * n_c)`` from the
+        classes' counts summed across pods (through the aggregator: secure when it is)."""
+        if self.class_weight != "balanced":
+            return task
+        spec = TabularNetSpec.from_dict(task.model)
+        counts = np.rint(exchange.sum({"op": "class_counts"}, spec.n_classes, None))
+        weights = counts.sum() / (spec.n_classes * np.maximum(counts, 1.0))
+        model = {**task.model, "class_weights": [float(w) for w in weights]}
+        return TrainingTask(**{**asdict(task), "model": model})
 
     def training_task(self, schema: Schema) -> TrainingTask:
         resolved = self.datastructure.resolve(schema)
@@ -218,7 +239,12 @@ class TabularClassifier(Model):
             "weights": [torch.from_numpy(np.asarray(w).copy()) for w in weights],
             "history": json.dumps(getattr(self, "history_", [])),
             "params": json.dumps(
-                {"rounds": self.rounds, "hidden": list(self.hidden), "dropout": self.dropout}
+                {
+                    "rounds": self.rounds,
+                    "hidden": list(self.hidden),
+                    "dropout": self.dropout,
+                    "class_weight": self.class_weight,
+                }
             ),
         }
 
@@ -237,6 +263,7 @@ class TabularClassifier(Model):
             hidden=tuple(params["hidden"]),
             dropout=params["dropout"],
             seed=task.seed,
+            class_weight=params.get("class_weight"),
         )
         model.set_trained(
             task, [w.numpy() for w in payload["weights"]], json.loads(payload["history"])

@@ -91,6 +91,11 @@ class Model:
             )
         return int(rounds)
 
+    def prepare(self, exchange: Exchange, task: TrainingTask) -> TrainingTask:
+        """The task to train, once the cross-pod scaling is in it: a model may add what
+        more it needs from sums over pods (e.g. class counts). Default: ``task`` as is."""
+        return task
+
     def initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
         """The round-0 weights of a model trained by strategy rounds (``[]`` otherwise)."""
         return []
@@ -151,14 +156,22 @@ class Model:
         backend: str = "auto",
         verbose: bool | int = True,
         on_round: Callable[[int, dict, dict], None] | None = None,
+        federation: str | Mapping[str, Any] | None = None,
     ) -> list[dict]:
-        """Train across the pods in a local simulation; return the history.
+        """Train across the pods in a local simulation, or on a SuperLink; return the history.
 
         ``pod_identifiers``: pod names, pod files or in-memory ``fedplug.Pod`` objects.
         ``aggregator``: ``FedAvg()`` (default) or ``SecureAggregator(...)``. ``backend``:
         "inprocess", "ray" (Flower's Simulation Engine) or "auto". ``verbose``: a line per
         round (True), silent (False), or 2 to add Flower's log. ``on_round(round, train,
         evaluate)`` is called after each round.
+
+        ``federation``: the name of a SuperLink connection in Flower's configuration file
+        ($FLWR_HOME/config.toml): the task runs there, on the pods of those names, through
+        ``flwr run``. Only plain data travels (installed plugins' names and parameters), so
+        a class defined here, a strategy object or ``on_round`` is refused. The model
+        becomes the trained one when the SuperLink's output directory is readable here;
+        otherwise its file stays on the SuperLink's machine (a warning names it).
         """
         from fedplug._api import fit_model
 
@@ -174,6 +187,7 @@ class Model:
             backend=backend,
             verbose=verbose,
             on_round=on_round,
+            federation=federation,
         )
 
     def evaluate(

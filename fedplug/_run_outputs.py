@@ -29,20 +29,25 @@ def history_figure(history: list[dict], title: str = "fedplug run") -> Any:
 
     rounds = [h["round"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("train_loss",):
-        left.plot(rounds, [h["train"].get(key) for h in history], marker="o", label=key)
-    left.plot(
-        rounds, [h["evaluate"].get("loss") for h in history], marker="o", label="validation loss"
-    )
+    # Whatever the model reports: a classifier's loss and scores, a regression's errors.
+    for part, key, label in (
+        ("train", "train_loss", "train_loss"),
+        ("evaluate", "loss", "validation loss"),
+        ("evaluate", "rmse", "validation rmse"),
+        ("evaluate", "mae", "validation mae"),
+    ):
+        if any(key in h[part] for h in history):
+            left.plot(rounds, [h[part].get(key) for h in history], marker="o", label=label)
     left.set_xlabel("round")
-    left.set_title("loss")
-    left.legend()
-    for key in ("accuracy", "auc", "f1"):
+    left.set_title("loss and errors")
+    for key in ("accuracy", "auc", "f1", "r2"):
         if any(key in h["evaluate"] for h in history):
             right.plot(rounds, [h["evaluate"].get(key) for h in history], marker="o", label=key)
     right.set_xlabel("round")
     right.set_title("validation metrics")
-    right.legend()
+    for axes in (left, right):
+        if axes.get_legend_handles_labels()[0]:  # a failed run may have nothing to show
+            axes.legend()
     for axes in (left, right):  # rounds are whole numbers: no 1.5 tick
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)

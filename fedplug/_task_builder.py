@@ -240,6 +240,7 @@ def build_plan(
         task=task,
         initial_weights=model.initial_weights(task) if driver is None else [],
         driver=driver,
+        prepare=model.prepare,
         rounds=model.progress_total() if driver is None else 0,
         aggregator=aggregator,
         strategy=build_strategy(strategy, len(names), dict(strategy_params or {}), aggregator),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rich.console import Console
 
 #: The validation metrics a progress line and the results table show, in this order.
-SHOWN = ("loss", "accuracy", "auc", "f1", "precision", "recall")
+SHOWN = ("loss", "accuracy", "auc", "f1", "precision", "recall", "rmse", "mae", "r2")
 
 RoundCallback = Callable[[int, dict, dict], None]
 

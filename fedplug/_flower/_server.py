@@ -49,6 +49,9 @@ class RunPlan:
     #: takes the federation's exchange and the scaled task, and returns the trained state
     #: and the history.
     driver: ModelDriver | None = None
+    #: After the cross-pod scaling: the model's own preparation of the task from sums
+    #: over pods (``Model.prepare``); ``None``: none.
+    prepare: Callable[[Exchange, TrainingTask], TrainingTask] | None = None
     #: Set to score a trained model on the pods instead of training one.
     evaluation: Evaluation | None = None
 
@@ -365,6 +368,8 @@ def run_plan(grid: Grid, plan: RunPlan) -> RunResult:
             seconds=time.monotonic() - started,
         )
     task = cross_pod_scaling(grid, plan, session, state, plan.task)
+    if plan.prepare is not None:
+        task = plan.prepare(AggregatorExchange(grid, plan, session, state, task), task)
     if plan.driver is not None:
         exchange = AggregatorExchange(grid, plan, session, state, task)
         trained, history = plan.driver(exchange, task, plan.on_round)

@@ -121,11 +121,20 @@ class TabularNetSpec:
     n_classes: int
     hidden: tuple[int, ...] = (64, 32)
     dropout: float = 0.1
+    #: Per-class weights of the training loss (``class_weight="balanced"``): computed
+    #: from the classes' cross-pod counts before training; empty: unweighted.
+    class_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         cards, sizes = _check_args(
             self.cardinalities, self.n_continuous, self.n_classes, self.hidden, self.dropout
         )
+        weights = tuple(float(w) for w in self.class_weights)
+        if weights and (len(weights) != self.n_classes or min(weights) < 0):
+            raise ConfigError(
+                f"model: class_weights {list(weights)} must be {self.n_classes} numbers >= 0"
+            )
+        object.__setattr__(self, "class_weights", weights)
         # Frozen: normalise lists (from YAML/JSON) to tuples so specs compare equal.
         object.__setattr__(self, "cardinalities", cards)
         object.__setattr__(self, "hidden", sizes)
@@ -162,6 +171,10 @@ class TabularNetSpec:
         d = asdict(self)
         d["cardinalities"] = list(self.cardinalities)
         d["hidden"] = list(self.hidden)
+        if self.class_weights:
+            d["class_weights"] = list(self.class_weights)
+        else:  # an unweighted task reads exactly as before class weights existed
+            del d["class_weights"]
         return d
 
     @classmethod
@@ -175,7 +188,7 @@ class TabularNetSpec:
         if missing:
             raise ConfigError(f"model: missing key(s) {missing}; valid keys are {names}")
         values = dict(data)
-        for key in ("cardinalities", "hidden"):
+        for key in ("cardinalities", "hidden", "class_weights"):
             if key in values and isinstance(values[key], list):
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from fedplug.data import Schema
 
@@ -116,12 +119,28 @@ class PodTrainer(PodModel):
             # A different seed per round and pod-independent: reproducible, not repetitive.
             seed=self.task.seed + server_round,
             proximal_mu=proximal_mu,
+            loss_fn=self._loss_fn(),
         )
         return get_weights(net), metrics
+
+    def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        if not self.spec.class_weights:
+            return None  # train_local's cross-entropy
+        weight = torch.tensor(self.spec.class_weights, dtype=torch.float32)
+        return partial(F.cross_entropy, weight=weight)
 
     def evaluate(self, weights: list[np.ndarray]) -> dict:
         net = self._net(weights)
         return evaluate_local(net, self._data("validation"))
+
+    def answer(self, request: dict[str, Any]) -> np.ndarray:
+        """``class_counts``: this pod's training rows per class (for balanced weights)."""
+        if request.get("op") != "class_counts":
+            return super().answer(request)
+        labels = self._data("train").y
+        assert labels is not None  # the training rows always carry the target
+        counts = np.bincount(labels.numpy(), minlength=self.spec.n_classes)
+        return counts.astype(np.float64)
 
 
 def scaling_for(task: TrainingTask, centred_moments: np.ndarray) -> TrainingTask:
