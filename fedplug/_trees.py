@@ -90,7 +90,8 @@ def boosting_driver(
             if trees % eval_every and trees != params.n_trees:
                 return
             # Per-row figures are capped and scaled to at most one: sums of at most n rows.
-            vector = exchange.sum({"op": "eval", "ensemble": ensemble.to_dict()}, 6, None)
+            encoded = json.dumps(ensemble.to_dict())  # as the next level's request has it
+            vector = exchange.sum({"op": "eval", "ensemble": encoded}, 6, None)
             train, evaluate = _metrics(vector, ensemble.n_classes, ensemble.target_std)
             history.append({"round": trees, "train": train, "evaluate": evaluate})
             if on_round is not None:
@@ -185,7 +186,7 @@ class GradientBoostedTrees(Model):
         def score(exchange: Exchange, task: TrainingTask, state: Any) -> dict[str, float]:
             # The pods' validation rows (their training rows' figures come as train_*).
             ensemble = Ensemble.from_dict(state)
-            vector = exchange.sum({"op": "eval", "ensemble": state}, 6, None)
+            vector = exchange.sum({"op": "eval", "ensemble": json.dumps(state)}, 6, None)
             train, validation = _metrics(vector, ensemble.n_classes, ensemble.target_std)
             return {**validation, **train}
 

@@ -22,6 +22,7 @@ own bin. Numeric columns learn where missing values go.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,7 +59,7 @@ class BoostingParams:
 
     n_trees: int = 100
     max_depth: int = 6
-    learning_rate: float = 0.3
+    learning_rate: float = 0.1
     reg_lambda: float = 1.0
     min_child_weight: float = 1.0
     gamma: float = 0.0
@@ -521,13 +522,16 @@ def fit_ensemble(
         binning, k, base, target_mean=setup.target_mean, target_std=setup.target_std
     )
     outputs, total = n_outputs(k), binning.total
+    # The ensemble travels as one JSON string, built once per tree (not once per level):
+    # a pod parses it once per tree and reuses it for the tree's levels.
+    encoded = json.dumps(ensemble.to_dict())
     for _ in range(params.n_trees):
         trees = [Tree.empty(params.max_depth) for _ in range(outputs)]
         open_nodes = [(j, 0) for j in range(outputs)]
         for depth in range(params.max_depth):
             request = {
                 "op": "hist",
-                "ensemble": ensemble.to_dict(),
+                "ensemble": encoded,
                 "growing": [t.to_dict() for t in trees],
                 "depth": depth,
                 "open": [list(n) for n in open_nodes],
@@ -559,6 +563,7 @@ def fit_ensemble(
             if not open_nodes:
                 break
         ensemble.trees.append(trees)
+        encoded = json.dumps(ensemble.to_dict())
         if on_tree is not None:
             on_tree(len(ensemble.trees), ensemble)
     return ensemble
@@ -597,6 +602,7 @@ class BoostingData:
         self._bins: tuple[str, np.ndarray] | None = None
         # Margins of the ensemble's first ``n`` iterations: (key, n, margins).
         self._margins: tuple[str, int, np.ndarray] | None = None
+        self._parsed: tuple[str, Ensemble] | None = None
 
     def answer(self, request: Mapping[str, Any]) -> np.ndarray:
         op = request.get("op")
@@ -626,6 +632,14 @@ class BoostingData:
             self._margins = None
         return self._bins[1]
 
+    def ensemble(self, encoded: Any) -> Ensemble:
+        """The ensemble a request carries (a JSON string, or a dict), parsed once per tree."""
+        if not isinstance(encoded, str):
+            return Ensemble.from_dict(encoded)
+        if self._parsed is None or self._parsed[0] != encoded:
+            self._parsed = (encoded, Ensemble.from_dict(json.loads(encoded)))
+        return self._parsed[1]
+
     def margins(self, ensemble: Ensemble, bins: np.ndarray) -> np.ndarray:
         # Earlier iterations never change: keep their margins and add the new ones.
         key = repr(ensemble.base)
@@ -638,7 +652,7 @@ class BoostingData:
         return done
 
     def _hist(self, request: Mapping[str, Any]) -> np.ndarray:
-        ensemble = Ensemble.from_dict(request["ensemble"])
+        ensemble = self.ensemble(request["ensemble"])
         binning = ensemble.binning
         bins = self.bins(binning)
         g_all, h_all = gradients(self.margins(ensemble, bins), self.labels, self.n_classes)

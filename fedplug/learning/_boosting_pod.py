@@ -73,7 +73,7 @@ class BoostingPod(PodModel):
 
     def answer(self, request: dict[str, Any]) -> np.ndarray:
         if request.get("op") == "eval":
-            return self._evaluate(Ensemble.from_dict(request["ensemble"]))
+            return self._evaluate(self.data("train").ensemble(request["ensemble"]))
         if request.get("op") in ("init", "hist"):
             return self.data("train").answer(request)
         raise ConfigError(
