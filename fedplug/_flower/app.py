@@ -185,6 +185,11 @@ def run_deployed(grid: Grid, context: Context) -> Path:
     cfg = compose_config(overrides, conf)
     composed = objects_from_config(cfg)
     model = composed.model
+    if isinstance(getattr(model, "schema", None), str):
+        # fit(federation=...) sends the model's schema as JSON (fedplug._federation).
+        from fedplug._federation import schema_from_text
+
+        model.schema = schema_from_text(model.schema)
     names = pod_names(list(composed.pods.get("identifiers") or []))
     if not names:
         raise PodConfigError("pods.identifiers is empty; name the pods to train on.")
@@ -232,6 +237,10 @@ def run_deployed(grid: Grid, context: Context) -> Path:
     attach_result(model, result)
     write_outputs(out_dir, model, result.history, seconds, composed.config)
     logger.info("done in %.1fs; model, history and plot in %s", seconds, out_dir.resolve())
+    # One line of JSON for fit(federation=...): the history, and where the model is.
+    from fedplug._federation import result_line
+
+    logger.info("%s", result_line(context.run_id, out_dir.resolve(), result.history))
     return out_dir
 
 
