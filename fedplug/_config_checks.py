@@ -25,7 +25,7 @@ POD_KEYS = ("identifiers", "dirs", "create_demo")
 DEMOS = ("census-income",)
 #: federation keys holding a number of seconds or CPUs that must be above zero.
 FEDERATION_POSITIVE = ("cpus_per_pod", "round_timeout", "connect_timeout")
-FEDERATION_KEYS = ("backend", *FEDERATION_POSITIVE, "verbose")
+FEDERATION_KEYS = ("backend", *FEDERATION_POSITIVE, "verbose", "connection", "run_timeout")
 
 
 def check_config(cfg: Any) -> None:
@@ -156,8 +156,8 @@ def _check_pods(group: dict) -> None:
 
 def _check_federation(group: dict) -> None:
     check_known_keys(group, FEDERATION_KEYS, where="federation config")
-    for key in FEDERATION_POSITIVE:
-        if key not in group:
+    for key in (*FEDERATION_POSITIVE, "run_timeout"):
+        if key not in group or (key == "run_timeout" and group[key] is None):
             continue
         value = group[key]
         if (
@@ -170,6 +170,12 @@ def _check_federation(group: dict) -> None:
                 f"federation.{key} must be a number above 0, got {short_value(value)}; "
                 f"e.g. federation.{key}={1 if key == 'cpus_per_pod' else 60}."
             )
+    connection = group.get("connection", "")  # federation=superlink: the SuperLink to use
+    if "connection" in group and not (isinstance(connection, str) and connection):
+        raise ConfigError(
+            "federation.connection must name a SuperLink connection of Flower's config.toml, "
+            f"got {short_value(connection)}; e.g. federation.connection=fedplug-local."
+        )
     if "verbose" in group and not isinstance(group["verbose"], bool):
         raise ConfigError(
             f"federation.verbose must be true or false, got {short_value(group['verbose'])}."

@@ -195,6 +195,25 @@ def check_connection(name: object) -> str:
     return name
 
 
+def expand_federation(argv: Sequence[str], conf: Path) -> list[str]:
+    """``fedplug run federation=NAME``, for a SuperLink connection NAME that is no
+    federation config's name, as ``federation=superlink federation.connection=NAME``."""
+    out: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if (
+            key == "federation"
+            and sep
+            and value
+            and not (conf / "federation" / f"{value}.yaml").is_file()
+            and value in connections()
+        ):
+            out += ["federation=superlink", f"federation.connection={_quote(value)}"]
+        else:
+            out.append(arg)
+    return out
+
+
 # -- the task as Hydra overrides -----------------------------------------------------------
 
 #: Characters a key of a mapping may hold in a Hydra override (the grammar's dictKey,
@@ -473,6 +492,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def _hydra_of_our_own() -> Iterator[None]:
+    """Compose even inside ``fedplug run``'s ``@hydra.main``: its global Hydra is set
+    aside for the composition and put back after."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
 def check_round_trip(task: Task, conf: Path) -> Any:
     """Compose the task's overrides as the ServerApp will, and require the same objects.
 
@@ -482,7 +516,9 @@ def check_round_trip(task: Task, conf: Path) -> Any:
     from fedplug._task_builder import compose_config, objects_from_config, parameter_names
 
     try:
-        composed = objects_from_config(compose_config(task.overrides(), conf))
+        with _hydra_of_our_own():
+            cfg = compose_config(task.overrides(), conf)
+        composed = objects_from_config(cfg)
     except FedplugError:
         raise
     except Exception as exc:  # noqa: BLE001 - a plugin's constructor may fail any way

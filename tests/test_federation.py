@@ -232,6 +232,24 @@ def test_defaults_travel_as_the_python_api_means_them() -> None:
     assert composed.strategy_params == {}  # conf/strategy/fedprox.yaml says 0.01
 
 
+@pytest.mark.parametrize(
+    "name", ["tabular-classifier", "gradient-boosted-trees", "tabular-regressor", "torch-module"]
+)
+def test_every_built_in_model_travels_with_its_defaults(name: str) -> None:
+    from fedplug._plugins import load_plugin
+    from fedplug._task_builder import parameter_names
+
+    cls = load_plugin("models", name)
+    model = cls(DataStructure("TARGET"))
+    composed = check_round_trip(describe(model, ["a", "b"], None, "fedavg", None), conf_dir())
+    assert type(composed.model) is cls
+    for param in parameter_names(cls):
+        want, got = getattr(model, param), getattr(composed.model, param)
+        if hasattr(want, "to_dict"):
+            want, got = want.to_dict(), got.to_dict()
+        assert (list(want) if isinstance(want, tuple) else want) == got, param
+
+
 class LocalClassifier(TabularClassifier):
     """A model class defined here, not installed as a plugin."""
 
@@ -450,3 +468,66 @@ def test_an_installed_fedplug_submits_an_app_of_its_configs_that_pods_accept(
     assert "pyproject.toml" in names and "conf/model/tabular_classifier.yaml" in names
     assert inspect_bundle(fab) is None  # a pod accepts it
     assert not app.exists()  # the temporary app is gone once submitted
+
+
+# -- fedplug run federation=... ------------------------------------------------------------------
+
+
+def test_fedplug_run_federation_connection_trains_on_the_superlink_and_writes_outputs_here(
+    fed_pods: Callable[..., list[Path]],
+    fake_flwr: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fedplug.cli._main import main
+
+    pods = fed_pods(2, rows=60)
+    out = tmp_path / "superlink-outputs"
+    out.mkdir()
+    history = _trained_file(out, _model(), pods)
+    calls = fake_flwr(["Successfully started run 7", *_log(result_line(7, out, history))])
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cols = ",".join(FEATURES)
+    argv = ["run", f"federation={CONNECTION}", "pods.identifiers=[pod-a,pod-b]"]
+    argv += [
+        "model.rounds=1",
+        "federation.connect_timeout=30",
+        f"datastructure.selected_cols=[{cols}]",
+    ]
+    assert main(argv) == 0, capsys.readouterr()
+    (model_file,) = work.glob("outputs/*/*/model.pt")  # written here, as a simulation's
+    assert fedplug.load_model(model_file).history_ == history
+    assert not (work / "pods").exists()  # no demo pods for a run on a SuperLink
+    overrides = shlex.split(tomli.loads(_calls(calls)[0]["run_config"])["overrides"])
+    assert "+model.rounds=1" in overrides and "++federation.connect_timeout=30.0" in overrides
+    assert f"+datastructure.selected_cols={hydra_value(FEATURES, 'x')}" in overrides
+
+    # A remote SuperLink keeps the model: the results table, a warning naming where.
+    elsewhere = Path("/nonexistent-superlink-machine/outputs/flwr-run/x")
+    fake_flwr(["Successfully started run 7", *_log(result_line(7, elsewhere, history))])
+    with pytest.warns(UserWarning, match="nonexistent-superlink-machine"):
+        assert main([*argv, "hydra.run.dir=remote"]) == 0
+    assert not list((work / "remote").glob("*.pt")) and "accuracy" in capsys.readouterr().out
+
+    assert main(["run", "federation=superlink"]) == 1  # which SuperLink?
+    assert "federation.connection must name a SuperLink connection" in " ".join(
+        capsys.readouterr().err.split()
+    )
+
+
+def test_federation_names_a_config_before_a_connection(flwr_home: Path) -> None:
+    from fedplug._federation import expand_federation
+
+    with (flwr_home / "config.toml").open("a") as f:
+        f.write('\n[superlink.simulation]\naddress = "127.0.0.1:2"\ninsecure = true\n')
+    argv = ["federation=simulation", f"federation={CONNECTION}", "model.rounds=1"]
+    assert expand_federation(argv, conf_dir()) == [
+        "federation=simulation",
+        "federation=superlink",
+        f"federation.connection='{CONNECTION}'",
+        "model.rounds=1",
+    ]
+    assert expand_federation(["federation=nowhere"], conf_dir()) == ["federation=nowhere"]

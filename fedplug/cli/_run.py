@@ -35,6 +35,7 @@ def run_hydra(argv: Sequence[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from fedplug._config_checks import explain_compose_error
+    from fedplug._federation import expand_federation
 
     refused = [a for a in argv if a.split("=", 1)[0] in SHELL_COMPLETION_FLAGS]
     if refused:
@@ -57,6 +58,7 @@ def run_hydra(argv: Sequence[str]) -> int:
             status["code"] = 1
             return None  # a sweep's other runs go on; the exit code says it failed
 
+    argv = expand_federation(argv, conf_dir())  # federation=CONNECTION: on that SuperLink
     saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["fedplug run", *argv]
     # Hydra then raises a composition error instead of printing its own report, so that
@@ -103,7 +105,7 @@ def run_from_config(cfg: Any) -> float | None:
     from fedplug._api import build_strategy
     from fedplug._task_builder import check_aggregator, objects_from_config
 
-    from ._outputs import print_results, write_outputs
+    from ._outputs import print_results, print_table, results_table, write_outputs
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     run = objects_from_config(cfg)
@@ -114,7 +116,9 @@ def run_from_config(cfg: Any) -> float | None:
     build_strategy(
         run.strategy_ref, len(run.pods["identifiers"]), run.strategy_params, run.aggregator
     )
-    _ensure_demo(run.pods, run.pod_dirs)
+    connection = fed.get("connection")  # federation=superlink: run on that SuperLink
+    if not connection:
+        _ensure_demo(run.pods, run.pod_dirs)
     header = (
         f"{type(model).__name__} on pods {run.pods['identifiers']} | "
         f"aggregator={run.aggregator_ref} strategy={run.strategy_ref} "
@@ -132,15 +136,19 @@ def run_from_config(cfg: Any) -> float | None:
         aggregator=run.aggregator,
         strategy=run.strategy_ref,
         strategy_params=run.strategy_params,
-        pod_dirs=run.pod_dirs,
+        pod_dirs=None if connection else run.pod_dirs,
         round_timeout=float(fed.get("round_timeout", 300.0)),
         cpus_per_pod=float(fed.get("cpus_per_pod", 1.0)),
         backend=str(fed.get("backend", "auto")),
         # A line per round always; federation.verbose adds Flower's own log.
         verbose=2 if fed.get("verbose", False) else 1,
-        on_round=_log_round(model.progress_total()),
+        on_round=None if connection else _log_round(model.progress_total()),
+        federation=fed if connection else None,
     )
     seconds = time.monotonic() - started
+    if not model.trained:  # a remote SuperLink keeps the outputs (fit's warning says where)
+        print_table(console, results_table(history))
+        return None
     write_outputs(out_dir, model, history, seconds, run.config)
     print_results(console, history, seconds, out_dir)
     log.info("done in %.1fs; model, history and plot in %s", seconds, out_dir)
