@@ -920,9 +920,13 @@ def _load_here(path: Path, cls: type, history: list[dict]) -> Any:
     except OSError:
         return None
     loaded = load_model(path)
-    # The output directory's name is unique to the run; the history confirms it.
+    # The output directory's name is unique to the run; the model and history confirm it.
     if type(loaded) is not cls or _plain(getattr(loaded, "history_", None)) != _plain(history):
-        return None
+        raise TrainingError(
+            f"the model file {str(path)!r} is not the one this run wrote (its model or "
+            "history differs from the run's); load the run's model from the SuperLink's "
+            "output directory with fedplug.load_model(path)."
+        )
     return loaded
 
 

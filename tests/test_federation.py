@@ -31,7 +31,7 @@ from fedplug import (
     TabularClassifier,
     combine_pod_schemas,
 )
-from fedplug._errors import ConfigError, PodConfigError
+from fedplug._errors import ConfigError, PodConfigError, TrainingError
 from fedplug._federation import (
     RESULT_MARKER,
     RunFailed,
@@ -371,6 +371,19 @@ def test_a_remote_superlink_returns_the_history_and_names_where_the_model_stays(
     assert "fedplug.load_model(path)" in str(record[0].message)
     assert not model.trained and model.history_ == history
     assert capsys.readouterr().out == ""  # verbose=False
+
+
+def test_a_model_file_that_is_not_the_runs_is_never_taken_for_it(
+    fed_pods: Callable[..., list[Path]], fake_flwr: Callable[..., Path], tmp_path: Path
+) -> None:
+    pods = fed_pods(2, rows=60)
+    _trained_file(tmp_path, _model(), pods)
+    other = [{"round": 1, "train": {}, "evaluate": {"accuracy": 0.1}}]
+    fake_flwr(["Successfully started run 7", *_log(result_line(7, tmp_path, other))])
+    model = _model()
+    with pytest.raises(TrainingError, match="is not the one this run wrote"):
+        model.fit(["pod-a", "pod-b"], federation=CONNECTION, verbose=False)
+    assert not model.trained
 
 
 def test_a_failed_run_raises_with_flowers_status_and_the_runs_error(
