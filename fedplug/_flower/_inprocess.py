@@ -75,6 +75,10 @@ class InProcessGrid(LocalGrid):
         self._running: dict[str, int] = {}  # message id -> node, while its handler runs
         self._ready: dict[str, Message] = {}  # message id -> its reply, until pulled
         self._abandoned: set[str] = set()  # messages the server no longer waits for
+        # When the server stops waiting for each message: a pod still busy at half of the
+        # time left stops holding up the pods after it (they run; it goes on alone).
+        self._deadlines: dict[str, float] = {}
+        self._order: dict[str, int] = {}  # message id -> push order, to order replies
         self._closed = False
         # Daemons: a pod stuck in its handler must not keep the interpreter alive.
         self._dispatcher = threading.Thread(target=self._dispatch, name="fedplug-pods", daemon=True)
@@ -107,9 +111,23 @@ class InProcessGrid(LocalGrid):
                 threading.Thread(
                     target=self._handle, args=(node_id, message), name="fedplug-pod", daemon=True
                 ).start()
-                # One pod at a time; the wait ends early when the server gives up on it.
+                # One pod at a time, so runs are deterministic (pods share torch's global
+                # RNG); the wait ends early when the server gives up on the pod, or when
+                # the pod has used half the time left, so a hung pod delays the others
+                # but never makes them miss the round.
+                started = time.monotonic()
+                deadline = self._deadlines.pop(message_id, started + self.default_timeout)
+                release = started + max(0.0, deadline - started) / 2
                 while message_id in self._running and message_id not in self._abandoned:
-                    self._cond.wait()
+                    left = release - time.monotonic()
+                    if left <= 0:
+                        logger.warning(
+                            "node %s is still busy after %.1fs; the next pods start beside it",
+                            node_id,
+                            time.monotonic() - started,
+                        )
+                        break
+                    self._cond.wait(left)
 
     def _handle(self, node_id: int, message: Message) -> None:
         reply = self._answer_safely(node_id, message)
@@ -144,12 +162,17 @@ class InProcessGrid(LocalGrid):
             return reply
 
     # -- the server's side ----------------------------------------------------------------
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+    def push_messages(
+        self, messages: Iterable[Message], timeout: float | None = None
+    ) -> Iterable[str]:
         ids = []
+        deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
         with self._cond:
             for message in messages:
                 set_message_id(message, uuid.uuid4().hex)
                 ids.append(message.metadata.message_id)
+                self._deadlines[message.metadata.message_id] = deadline
+                self._order[message.metadata.message_id] = len(self._order)
                 node_id = message.metadata.dst_node_id
                 if node_id not in self._apps:
                     continue  # no such node: its reply stays missing, as on a SuperLink
@@ -166,8 +189,8 @@ class InProcessGrid(LocalGrid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        pending = list(self.push_messages(list(messages)))
         wait = self.default_timeout if timeout is None else float(timeout)
+        pending = list(self.push_messages(list(messages), wait))
         deadline = time.monotonic() + wait
         replies: list[Message] = []
         with self._cond:
@@ -184,6 +207,8 @@ class InProcessGrid(LocalGrid):
             queued = {m.metadata.message_id for _, m in self._queue}
             self._abandoned.update(i for i in pending if i in queued or i in self._running)
             self._cond.notify_all()
+        # In the order the messages were sent, whatever order the pods finished in.
+        replies.sort(key=lambda r: self._order.get(r.metadata.reply_to_message_id, 0))
         return replies
 
     def close(self) -> None:
