@@ -22,6 +22,7 @@ own bin. Numeric columns learn where missing values go.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -408,70 +409,108 @@ def _first_best(gain: np.ndarray) -> int:
     return int(np.argmax(gain >= top - TIE * abs(top)))
 
 
-def _better(gain: float, best: Split | None) -> bool:
-    if gain <= 1e-9:
-        return False
-    return best is None or gain > best.gain + TIE * max(abs(gain), abs(best.gain))
+@functools.lru_cache(maxsize=8)
+def _numeric_layout(binning: Binning) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the numeric features, padded row indices into a node's histogram: their value
+    bins ``[F, B]`` (padding points at an all-zero row past the end), their missing bins
+    ``[F]``, the features' indices, and how many thresholds each has."""
+    numeric = [f for f, fb in enumerate(binning.features) if fb.kind == "numeric"]
+    offsets, pad = binning.offsets, binning.total
+    width = max((binning.features[f].size - 1 for f in numeric), default=1)
+    values = np.full((len(numeric), width), pad, dtype=np.int64)
+    missing = np.empty(len(numeric), dtype=np.int64)
+    for row, f in enumerate(numeric):
+        m = binning.features[f].size - 1
+        values[row, :m] = offsets[f] + np.arange(m)
+        missing[row] = offsets[f] + m
+    thresholds = np.array([binning.features[f].size - 2 for f in numeric], dtype=np.int64)
+    return values, missing, np.asarray(numeric, dtype=np.int64), thresholds
+
+
+def _gain(gl: Any, hl: Any, g: float, h: float, params: BoostingParams) -> Any:
+    lam = params.reg_lambda
+    parent = _score(g, h, lam)
+    return 0.5 * (_score(gl, hl, lam) + _score(g - gl, h - hl, lam) - parent) - params.gamma
 
 
 def best_split(hist: np.ndarray, binning: Binning, params: BoostingParams) -> Split | None:
-    """The best split of one node from its ``[bins, 3]`` (G, H, count) histogram."""
+    """The best split of one node from its ``[bins, 3]`` (G, H, count) histogram.
+
+    Every candidate (numeric thresholds with missing values right or left, categorical
+    prefixes) is scored at once; gains within :data:`TIE` of the best are a tie, won by
+    the earliest (feature, missing side, threshold).
+    """
     lam, mcw = params.reg_lambda, params.min_child_weight
     offsets = binning.offsets
     first = hist[offsets[0] : offsets[1]]
     g_tot, h_tot = float(first[:, 0].sum()), float(first[:, 1].sum())
-    parent = _score(g_tot, h_tot, lam)
-    best: Split | None = None
-    for f, fb in enumerate(binning.features):
-        part = hist[offsets[f] : offsets[f + 1]]
-        g, h, c = part[:, 0], part[:, 1], np.rint(part[:, 2])
-        if fb.kind == "numeric":
-            m = fb.size - 1
-            gl, hl, cl = np.cumsum(g[:m])[:-1], np.cumsum(h[:m])[:-1], np.cumsum(c[:m])[:-1]
-            c_value = c[:m].sum()
-            options = [(False, gl, hl, cl)]
-            if c[m] > 0:
-                options.append((True, gl + g[m], hl + h[m], cl + c[m]))
-            for missing_left, GL, HL, CL in options:
-                GR, HR, CR = g_tot - GL, h_tot - HL, (c_value + c[m]) - CL
-                gain = 0.5 * (_score(GL, HL, lam) + _score(GR, HR, lam) - parent) - params.gamma
-                valid = (np.minimum(HL, HR) >= mcw) & (CL > 0) & (CR > 0)
-                if not valid.any():
-                    continue
-                gain = np.where(valid, gain, -np.inf)
-                t = _first_best(gain)
-                if _better(float(gain[t]), best):
-                    best = Split(
-                        float(gain[t]),
-                        f,
-                        threshold=t,
-                        missing_left=missing_left,
-                        left_sums=(float(GL[t]), float(HL[t])),
-                        right_sums=(float(GR[t]), float(HR[t])),
-                    )
-        else:
-            present = np.flatnonzero(c > 0)
-            if present.size < 2:
-                continue
-            ratio = g[present] / (h[present] + lam)
-            order = present[np.lexsort((present, ratio))]
-            GL, HL = np.cumsum(g[order])[:-1], np.cumsum(h[order])[:-1]
-            GR, HR = g_tot - GL, h_tot - HL
-            gain = 0.5 * (_score(GL, HL, lam) + _score(GR, HR, lam) - parent) - params.gamma
-            valid = np.minimum(HL, HR) >= mcw
+    # (gain, feature, option, position, split) of every feature's candidates.
+    candidates: list[tuple[float, int, int, int, Split]] = []
+    values, missing, numeric, thresholds = _numeric_layout(binning)
+    if numeric.size:
+        padded = np.vstack([hist, np.zeros((1, 3))])
+        g, h, c = (padded[values, col] for col in range(3))
+        c = np.rint(c)
+        gm, hm, cm = (padded[missing, col] for col in range(3))
+        cm = np.rint(cm)
+        gl, hl, cl = (np.cumsum(x, axis=1)[:, :-1] for x in (g, h, c))
+        n_rows = c.sum(axis=1) + cm
+        in_range = np.arange(gl.shape[1])[None, :] < thresholds[:, None]
+        for option, (GL, HL, CL, allowed) in enumerate(
+            (
+                (gl, hl, cl, np.ones_like(cm, dtype=bool)),
+                (gl + gm[:, None], hl + hm[:, None], cl + cm[:, None], cm > 0),
+            )
+        ):
+            HR, CR = h_tot - HL, n_rows[:, None] - CL
+            valid = in_range & allowed[:, None] & (np.minimum(HL, HR) >= mcw) & (CL > 0) & (CR > 0)
             if not valid.any():
                 continue
-            gain = np.where(valid, gain, -np.inf)
-            k = _first_best(gain)
-            if _better(float(gain[k]), best):
-                best = Split(
-                    float(gain[k]),
+            gain = np.where(valid, _gain(GL, HL, g_tot, h_tot, params), -np.inf)
+            top = float(gain.max())
+            rows, cols = np.nonzero(gain >= top - TIE * abs(top))
+            for row, t in zip(rows.tolist(), cols.tolist(), strict=True):
+                f = int(numeric[row])
+                split = Split(
+                    float(gain[row, t]),
                     f,
-                    left=tuple(sorted(int(b) for b in order[: k + 1])),
-                    left_sums=(float(GL[k]), float(HL[k])),
-                    right_sums=(float(GR[k]), float(HR[k])),
+                    threshold=t,
+                    missing_left=bool(option),
+                    left_sums=(float(GL[row, t]), float(HL[row, t])),
+                    right_sums=(g_tot - float(GL[row, t]), h_tot - float(HL[row, t])),
                 )
-    return best
+                candidates.append((split.gain, f, option, t, split))
+    for f, fb in enumerate(binning.features):
+        if fb.kind == "numeric":
+            continue
+        part = hist[offsets[f] : offsets[f + 1]]
+        g1, h1, c1 = part[:, 0], part[:, 1], np.rint(part[:, 2])
+        present = np.flatnonzero(c1 > 0)
+        if present.size < 2:
+            continue
+        ratio = g1[present] / (h1[present] + lam)
+        order = present[np.lexsort((present, ratio))]
+        GL1, HL1 = np.cumsum(g1[order])[:-1], np.cumsum(h1[order])[:-1]
+        valid1 = np.minimum(HL1, h_tot - HL1) >= mcw
+        if not valid1.any():
+            continue
+        gain1 = np.where(valid1, _gain(GL1, HL1, g_tot, h_tot, params), -np.inf)
+        k = _first_best(gain1)
+        split = Split(
+            float(gain1[k]),
+            f,
+            left=tuple(sorted(int(b) for b in order[: k + 1])),
+            left_sums=(float(GL1[k]), float(HL1[k])),
+            right_sums=(g_tot - float(GL1[k]), h_tot - float(HL1[k])),
+        )
+        candidates.append((split.gain, f, 0, k, split))
+    if not candidates:
+        return None
+    top = max(c[0] for c in candidates)
+    if top <= 1e-9:
+        return None
+    tied = [c for c in candidates if c[0] >= top - TIE * abs(top)]
+    return min(tied, key=lambda c: (c[1], c[2], c[3]))[4]
 
 
 def leaf_value(g: float, h: float, params: BoostingParams) -> float:
