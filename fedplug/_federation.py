@@ -1,6 +1,7 @@
-"""Running a task on a SuperLink: ``fit(..., federation=CONNECTION)`` and ``fedplug submit``.
+"""Running a task on a SuperLink: ``fit(..., federation=CONNECTION)``, ``fedplug run
+federation=superlink`` and ``fedplug submit``.
 
-Both go through Flower's own run submission, ``flwr run APP CONNECTION --stream``, with the
+All go through Flower's own run submission, ``flwr run APP CONNECTION --stream``, with the
 fedplug Flower App (the Hydra configs, no code) and the task as Hydra overrides in the run
 config. The ServerApp of ``flwr run`` (:mod:`fedplug._flower.app`) composes those overrides
 with the same configs and builds the plan with the same ``build_plan`` as a simulation, so
@@ -819,14 +820,14 @@ def fit_on_superlink(
     """
     from fedplug._api import build_strategy
     from fedplug._flower._simulation import verbosity
-    from fedplug._task_builder import conf_dir
+    from fedplug._task_builder import check_model, conf_dir
 
     level = verbosity(verbose)
     _refuse_simulation_only(pod_dirs, cpus_per_pod, backend, on_round)
     settings = federation_settings(federation)
     connection = settings["connection"]
     connect_timeout = float(settings.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
-    model.check_params()  # fail fast, here, before anything is sent
+    check_model(model).check_params()  # fail fast, here, before anything is sent
     task = describe(
         model,
         pod_identifiers,
@@ -858,7 +859,8 @@ def fit_on_superlink(
         output_dir=output_dir,
         timeout=timeout,
         show=_stream_filter(level, out),
-        timeout_hint="Give fit a longer federation={'connection': ..., 'run_timeout': SECONDS}.",
+        timeout_hint="Raise the limit: federation={'connection': ..., 'run_timeout': SECONDS} "
+        "(in Hydra: federation.run_timeout=SECONDS).",
     )
     result = submitted.result
     if result is None:
