@@ -129,7 +129,5 @@ def test_only_the_cli_imports_the_cli() -> None:
     for module, path in _modules().items():
         if module.startswith("fedplug.cli") or _layer(module) == 6:
             continue
-        found += [
-            f"{module} -> {n}" for n in _imports(module, path) if n.startswith("fedplug.cli")
-        ]
+        found += [f"{module} -> {n}" for n in _imports(module, path) if n.startswith("fedplug.cli")]
     assert found == []
