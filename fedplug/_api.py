@@ -292,6 +292,21 @@ def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any], aggreg
     return factory(n_pods, **dict(params))
 
 
+def _refuse_by_local_policies(model: Model, pods: Sequence[Pod], aggregator: Any) -> None:
+    """In a local simulation the pods' files are here: their policies refuse at once,
+    before any data is read (the pods refuse again themselves during the run)."""
+    from fedplug._flower._server import refuse_by_policy
+    from fedplug._task_builder import check_aggregator
+
+    secure = bool(check_aggregator(aggregator).secure) if aggregator is not None else False
+    refuse_by_policy(
+        {pod.name: bool(pod.policy.require_secure_aggregation) for pod in pods},
+        {pod.name: tuple(pod.policy.accepted_models) for pod in pods},
+        secure,
+        type(model).plugin_name,
+    )
+
+
 def _used_schemas(model: Model, pods: Sequence[Pod]) -> tuple[dict[str, Schema], list[str]]:
     """The pods' schemas and the columns the model uses: pods need agree only on those."""
     schemas = {pod.name: pod.load().schema for pod in pods}
@@ -344,6 +359,7 @@ def fit_model(
     check_backend(backend)
     verbosity(verbose)
     pods = _pods(pod_identifiers, pod_dirs)
+    _refuse_by_local_policies(model, [pod for _, pod in pods], aggregator)
     model.datastructure.check_pods([pod for _, pod in pods])
     schema = model.schema
     if schema is None:

@@ -240,3 +240,14 @@ def test_an_aggregator_that_is_not_one_is_a_config_error() -> None:
         make_aggregator("fedplug.data:CSVSource", {})
     with pytest.raises(ConfigError, match=r"unknown key 'clipp' \(did you mean 'clip'\?\)"):
         make_aggregator("secure", {"clipp": 1.0})
+
+
+def test_a_local_pods_policy_refuses_before_its_data_is_read(fed_pods, tmp_path) -> None:
+    from fedplug import PolicyRefusal
+
+    pods = fed_pods(
+        2, rows=50, policies={"pod-b": {"policy": {"require_secure_aggregation": True}}}
+    )
+    (tmp_path / "pod-a.csv").unlink()  # reading any data would fail with another error
+    with pytest.raises(PolicyRefusal, match=r"\['pod-b'\] require secure aggregation"):
+        TabularClassifier(DataStructure(target="TARGET"), rounds=1).fit(pods, verbose=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,24 +226,28 @@ def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal |
     )
 
 
-def check_task_against_pods(plan: RunPlan, infos: dict[str, PodInfo]) -> None:
-    """Fail early, with the pods' own terms, before any pod is asked to compute."""
-    needing = [p for p, i in infos.items() if i.require_secure]
-    if needing and not plan.aggregator.secure:
+def refuse_by_policy(
+    require_secure: Mapping[str, bool],
+    accepted_models: Mapping[str, Sequence[str] | None],
+    secure: bool,
+    model: str,
+) -> None:
+    """The pods' policy refusals a run meets before any pod computes: plaintext asked of a
+    pod that requires secure aggregation, or a model plugin a pod does not accept. From
+    the pods' published policies (a run), or their pod files (a local simulation)."""
+    needing = [p for p, required in require_secure.items() if required]
+    if needing and not secure:
         raise PolicyRefusal(
             f"pod(s) {needing} require secure aggregation; rerun with aggregator=secure "
             "(Hydra) or aggregator=SecureAggregator() (Python).",
             reason="secure-aggregation-required",
             pods=needing,
         )
-    model = plan.task.model_plugin
     refusing = sorted(
-        pod
-        for pod, info in infos.items()
-        if info.accepted_models is not None and model not in info.accepted_models
+        pod for pod, models in accepted_models.items() if models is not None and model not in models
     )
     if refusing:
-        accepted = {p: list(infos[p].accepted_models or ()) for p in refusing}
+        accepted = {p: list(accepted_models[p] or ()) for p in refusing}
         raise PolicyRefusal(
             f"pod(s) {refusing} do not accept model plugin {model!r}: their "
             f"policy.accepted_models is {accepted}. Pick a model every pod accepts, or ask "
@@ -252,6 +256,16 @@ def check_task_against_pods(plan: RunPlan, infos: dict[str, PodInfo]) -> None:
             reason="model-not-accepted",
             pods=refusing,
         )
+
+
+def check_task_against_pods(plan: RunPlan, infos: dict[str, PodInfo]) -> None:
+    """Fail early, with the pods' own terms, before any pod is asked to compute."""
+    refuse_by_policy(
+        {p: i.require_secure for p, i in infos.items()},
+        {p: i.accepted_models for p, i in infos.items()},
+        plan.aggregator.secure,
+        plan.task.model_plugin,
+    )
     published = {p: Schema.from_dict(i.schema) for p, i in infos.items()}
     task_schema = Schema.from_dict(plan.task.schema)
     combined = combine_pod_schemas(published, columns=list(task_schema.columns))
