@@ -225,15 +225,16 @@ def main() -> None:
     if args.quick:
         args.rows, args.messages, args.fresh = 20_000, 3, 2
     started = time.time()
+    args.load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="fedplug-pod-message-") as tmp:
         workdir = Path(tmp)
         pod_file = write_pod(workdir / "pod", args.rows)
         message, params = write_message(workdir / "pod", args.steps)
         print(f"pod of {args.rows:,} rows, a {params:,}-parameter model", flush=True)
         fresh = fresh_processes(pod_file, message, args.fresh, workdir)
-        print("process per message:", [round(r["beyond_s"], 2) for r in fresh], flush=True)
+        print("process per message, s:", [round(r["total_s"], 2) for r in fresh], flush=True)
         start_s, kept, reads = long_lived(pod_file, message, args.messages)
-        print("fedplug pod start:", [round(r["beyond_s"], 3) for r in kept], flush=True)
+        print("fedplug pod start, s:", [round(r["total_s"], 3) for r in kept], flush=True)
     report(args, params, fresh, start_s, kept, reads, started)
 
 
@@ -247,14 +248,18 @@ def report(
     started: float,
 ) -> None:
     later = kept[1:] or kept
+    # Training proper: a later message's fit (the first fit of a task in a process also
+    # encodes the pod's rows and warms torch up, which is pod time beyond training).
+    train_s = median([r["fit_s"] for r in later])
 
     def row(label: str, rows: list[dict], extra: str) -> list:
+        total = median([r["total_s"] for r in rows])
         return [
             label,
             len(rows),
-            median([r["total_s"] for r in rows]),
+            total,
             median([r["fit_s"] for r in rows]),
-            median([r["beyond_s"] for r in rows]),
+            total - train_s,
             extra,
         ]
 
@@ -263,12 +268,12 @@ def report(
             "process per message (Flower's model; a lower bound)",
             fresh,
             f"imports {median([r['imports_s'] for r in fresh]):.2f} s, read + validate "
-            f"{median([r['load_s'] for r in fresh]):.2f} s, every message",
+            f"{median([r['load_s'] for r in fresh]):.2f} s, encoding the rows: every message",
         ),
         row(
             "fedplug pod start, first message of a run",
             kept[:1],
-            "encodes the pod's rows for the task (kept for the run)",
+            "encodes the pod's rows for the task (kept for the run's later messages)",
         ),
         row(
             "fedplug pod start, later messages",
@@ -282,15 +287,17 @@ def report(
             "serving",
             "messages",
             "s / message (median)",
-            "training s",
+            "fit s (in that message)",
             "beyond training s",
             "note",
         ],
         table,
     )
     checks = {
-        "beyond_training_s@first": target(kept[0]["beyond_s"], "<=", 1.0),
-        "beyond_training_s@later": target(median([r["beyond_s"] for r in later]), "<=", 1.0),
+        "beyond_training_s@first": target(kept[0]["total_s"] - train_s, "<=", 1.0),
+        "beyond_training_s@later": target(
+            median([r["total_s"] for r in later]) - train_s, "<=", 1.0
+        ),
     }
     md += md_targets(checks, "Targets (issue 14: under 1 s of pod time beyond training)")
     md += (
@@ -298,7 +305,12 @@ def report(
         f"for validation), a {params:,}-parameter TabularNet (hidden "
         f"{'-'.join(map(str, HIDDEN))}), {args.steps} optimizer steps of 64 rows per "
         "message, one torch thread. Wall seconds per message, from its wire form to the "
-        "reply's; process per message: from starting the process to its exit.\n"
+        "reply's; process per message: from starting the process to its exit. Training = "
+        f"the fit of a later message of the long-lived process ({train_s:.2f} s); beyond "
+        "training = s / message minus that (a first fit also encodes the pod's rows and "
+        "warms torch up, which counts as beyond training). This shared machine's 1-minute "
+        f"load average: {args.load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+        "the end.\n"
     )
     params_record = {
         "rows": args.rows,
@@ -309,6 +321,8 @@ def report(
         "messages_long_lived": args.messages,
         "fresh_processes": args.fresh,
         "torch_threads": 1,
+        # Other work on this shared machine slows every row: 1-minute load, start and end.
+        "load_average": [args.load_at_start, os.getloadavg()[0]],
     }
     write_results(
         "pod_message",
@@ -318,6 +332,7 @@ def report(
             "long_lived": kept,
             "start_s": start_s,
             "reads": reads,
+            "train_s": train_s,
             "checks": checks,
         },
         markdown=md,

@@ -27,13 +27,14 @@ through fedplug's ``PollingGrid`` (every 0.25 s), as fedplug's ServerApp does un
 ``flwr run``.
 
     python benchmarks/superlink_round.py [--params 1000000 100000] [--rounds 8]
-        [--modes plain secure ...] [--supernodes flower fedplug]
+        [--modes plain secure ...] [--supernodes flower fedplug] [--name superlink_round]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -59,7 +60,7 @@ KIND_LABELS = {
 #: The modes a fedplug pod process can serve (SecAgg+ needs Flower's own ClientApp).
 FEDPLUG_MODES = ("plain", "secure", "secure-abort")
 POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
-POD_POLL_DEFAULT = "fedplug's default: 0.1 while a run is active, 0.5 when idle"
+POD_POLL_DEFAULT = "fedplug's default: every 0.1 s while a run is active, 0.5 s when idle"
 COMPONENTS = {
     "plain": "_superlink_app:fedplug_client",
     "secure": "_superlink_app:fedplug_client",
@@ -190,8 +191,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="incl. warm-up and last round")
     parser.add_argument("--timeout", type=float, default=420.0, help="per run, seconds")
     parser.add_argument("--keep", type=Path, help="keep logs in this directory")
+    parser.add_argument(
+        "--name", default="superlink_round", help="results/<name>.json, .md and .png"
+    )
     args = parser.parse_args()
     started = time.time()
+    args.load_at_start = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="fedplug-superlink-bench-"))
     rows: list[dict] = []
     try:
@@ -326,6 +331,7 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
                 pod_plain["round_s"], "<=", 4.0
             )
     md += md_targets(pod_checks, "Targets (issue 14)")
+    pod_poll = f"every {args.pod_poll} s" if args.pod_poll is not None else POD_POLL_DEFAULT
     checks.update(pod_checks)
     md += (
         f"\n\nOne `flower-superlink` and {K} SuperNodes on 127.0.0.1 (insecure, this "
@@ -334,7 +340,7 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
         "`flwr-clientapp` process (Python start-up, imports, bundle installation) for every "
         f"message ({POLL_ENV}=0.2). fedplug pod start: the pod process fedplug runs for a "
         "pod, one process that answers every message (its Runtime API poll: "
-        f"{args.pod_poll if args.pod_poll is not None else POD_POLL_DEFAULT} s), "
+        f"{pod_poll}), "
         "serving the same benchmark app. "
         f"{args.rounds} rounds per run; the median is over rounds 2..{args.rounds - 1} "
         "(round 1 warms up, the last also measures upload sizes). A round is timed in the "
@@ -348,7 +354,8 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
         "runs once per run "
         "(`setup_s`, not in the round times). Pod handler = fedplug's real pod code per "
         "message (encode + mask + pack for secure); SecAgg+ per-stage pod times are not "
-        "instrumented.\n"
+        "instrumented. This shared machine's 1-minute load average: "
+        f"{args.load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.\n"
     )
     import matplotlib
 
@@ -380,14 +387,16 @@ def report(rows: list[dict], args: argparse.Namespace, started: float) -> None:
         "flower_supernode": f"flower-supernode, {POLL_ENV}=0.2 (its SuperExec)",
         "fedplug_pod": "fedplug pod start's process (benchmarks/_bench_pod.py), "
         f"{POLL_ENV}={args.pod_poll if args.pod_poll is not None else 'unset'} "
-        f"({args.pod_poll if args.pod_poll is not None else POD_POLL_DEFAULT} s)",
+        f"({pod_poll})",
         "num_examples_per_pod": 1000,
+        # Other work on this shared machine slows every row: 1-minute load, start and end.
+        "load_average": [args.load_at_start, os.getloadavg()[0]],
         "secure": "SecureAggregator() defaults (q=2^61-1, clip 8, max_weight 1e6)",
         "secaggplus": "SecAggPlusWorkflow(num_shares=K, reconstruction_threshold=K-1), "
         "legacy FedAvg",
     }
     write_results(
-        "superlink_round",
+        args.name,
         params=params,
         results={"rows": rows, "ratios": ratios, "checks": checks},
         markdown=md,

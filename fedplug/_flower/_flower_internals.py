@@ -97,7 +97,8 @@ HEARTBEAT_TIMEOUT = 5.0
 PULL_TIMEOUT = 600.0
 #: Seconds before the first retry of an object the SuperNode is still receiving (it hands
 #: out the task before the message's arrays arrive), and the most between retries.
-#: Flower's 1 s first wait cost every message of a long-lived pod about a second.
+#: With Flower's 1 s first wait, a pod that polls fast (and so asks before the arrays are
+#: in) lost about a second per message.
 PULL_FIRST_RETRY, PULL_MAX_RETRY_WAIT = 0.02, 0.5
 
 #: What the executor catches from a Runtime API call: transport errors, HTTP error
