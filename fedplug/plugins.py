@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from fedplug._flower._pod_strategy import PlaintextStrategy, PodStrategy, RoundCallback
     from fedplug._flower._session import PodSession
     from fedplug._flower._strategy_plugin import StrategyPlugin, every_pod
+    from fedplug._model_base import Model, ModelDriver
     from fedplug._plugins import (
         PLUGIN_API_VERSION,
         SUPPORTED_PLUGIN_APIS,
@@ -66,6 +67,5 @@ if TYPE_CHECKING:
         list_plugins,
         load_plugin,
     )
-    from fedplug._model_base import Model, ModelDriver
     from fedplug.data import Datasource
     from fedplug.learning import Exchange, PodModel
