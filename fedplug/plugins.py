@@ -27,7 +27,7 @@ _EXPORTS = {
     "fedplug._flower._pod_strategy": ["PlaintextStrategy", "PodStrategy", "RoundCallback"],
     "fedplug._flower._strategy_plugin": ["StrategyPlugin", "every_pod"],
     "fedplug.data": ["Datasource"],
-    "fedplug._model_base": ["Model", "ModelDriver"],
+    "fedplug._model_base": ["Model", "ModelDriver", "ModelEvaluator"],
     "fedplug.learning": ["Exchange", "PodModel"],
 }
 
@@ -39,6 +39,7 @@ __all__ = [
     "Exchange",
     "Model",
     "ModelDriver",
+    "ModelEvaluator",
     "PodModel",
     "PlaintextStrategy",
     "PluginInfo",
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from fedplug._flower._pod_strategy import PlaintextStrategy, PodStrategy, RoundCallback
     from fedplug._flower._session import PodSession
     from fedplug._flower._strategy_plugin import StrategyPlugin, every_pod
-    from fedplug._model_base import Model, ModelDriver
+    from fedplug._model_base import Model, ModelDriver, ModelEvaluator
     from fedplug._plugins import (
         PLUGIN_API_VERSION,
         SUPPORTED_PLUGIN_APIS,

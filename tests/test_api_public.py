@@ -93,6 +93,7 @@ PLUGINS_EXPECTED = [
     "Exchange",
     "Model",
     "ModelDriver",
+    "ModelEvaluator",
     "PodModel",
     "PlaintextStrategy",
     "PluginInfo",
