@@ -295,7 +295,7 @@ def build_strategy(strategy: Any, n_pods: int, params: Mapping[str, Any], aggreg
 def _refuse_by_local_policies(model: Model, pods: Sequence[Pod], aggregator: Any) -> None:
     """In a local simulation the pods' files are here: their policies refuse at once,
     before any data is read (the pods refuse again themselves during the run)."""
-    from fedplug._flower._server import refuse_by_policy
+    from fedplug._flower._session import refuse_by_policy
     from fedplug._task_builder import check_aggregator
 
     secure = bool(check_aggregator(aggregator).secure) if aggregator is not None else False

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedplug._errors import ConfigError
+from fedplug._errors import ConfigError, FedplugError
 from fedplug._validation import check_known_keys, quoted
 
 if TYPE_CHECKING:  # imported lazily below: they pull in torch and Flower
@@ -126,6 +126,38 @@ def only_known(params: dict, cls: type, what: str) -> dict:
         params, valid, where=f"{what} config", fix=f"{cls.__name__} takes {quoted(valid)}"
     )
     return params
+
+
+def refuse_early(cfg: Any) -> None:
+    """A local run's pods refuse by their policies (read from their pod files) before the
+    model and torch load: a refusal arrives in seconds. Pods not found yet (the demo
+    writes them) and runs on a SuperLink (the pods answer there) are left to the run."""
+    from fedplug._config_checks import check_config
+    from fedplug._flower._session import refuse_by_policy
+    from fedplug.data import Pod, resolve_pod
+
+    check_config(cfg)  # the config itself first, as objects_from_config does
+    if (plain(cfg.federation) or {}).get("connection"):
+        return
+    pods_cfg = plain(cfg.pods) or {}
+    dirs = [Path(d) for d in pods_cfg.get("dirs") or []] or None
+    pods = []
+    for identifier in pods_cfg.get("identifiers") or []:
+        try:
+            pods.append(Pod.from_yaml(resolve_pod(identifier, dirs)))
+        except FedplugError:
+            return  # the run reports it, or writes the demo first
+    agg_cfg = plain(cfg.aggregator)
+    aggregator = make_aggregator(
+        plugin_ref(agg_cfg, "aggregator"), dict(agg_cfg.get("params") or {})
+    )
+    model = (plain(cfg.model) or {}).get("name")  # the entry-point name is the plugin's name
+    refuse_by_policy(
+        {pod.name: bool(pod.policy.require_secure_aggregation) for pod in pods},
+        {pod.name: tuple(pod.policy.accepted_models) for pod in pods} if model else {},
+        bool(aggregator.secure),
+        str(model or ""),
+    )
 
 
 def objects_from_config(cfg: Any) -> ComposedRun:

@@ -92,3 +92,36 @@ def test_fedplug_run_refuses_a_bad_config_in_seconds_with_the_clear_message(
     assert "e.g. pods.identifiers=[hospital-a,hospital-b]." in err
     assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err
     assert not (tmp_path / "pods").exists()  # nothing was written before the check
+
+
+def test_a_policy_refusal_comes_before_torch_loads(tmp_path, monkeypatch) -> None:
+    # The pods' policies are read from their files and the run refused before the model
+    # (and torch) load: a refusal in seconds, from a fresh interpreter.
+    import subprocess
+    import sys
+
+    import yaml
+
+    from fedplug.data import write_census_demo
+
+    write_census_demo(tmp_path / "pods")
+    pod_file = tmp_path / "pods" / "census-income-demo.yaml"
+    pod = yaml.safe_load(pod_file.read_text())
+    pod.setdefault("policy", {})["require_secure_aggregation"] = True
+    pod_file.write_text(yaml.safe_dump(pod))
+    code = (
+        "import sys\n"
+        "from fedplug.cli._main import main\n"
+        "try:\n"
+        "    code = main(['run', 'aggregator=fedavg', 'hydra.run.dir=out'])\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "print('exit', code)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert "require secure aggregation" in done.stderr + done.stdout
+    assert "exit 1" in done.stdout
+    assert "torch loaded: False" in done.stdout

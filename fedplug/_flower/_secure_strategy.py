@@ -7,6 +7,7 @@ synthetic reply carrying the mean, whose weighted mean is itself.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Iterable
@@ -19,7 +20,6 @@ from flwr.serverapp.strategy import Strategy
 
 from fedplug._errors import ConfigError, SecureAggregationError
 from fedplug._validation import int_at_least, positive_int, short_value
-from fedplug.learning import TrainingTask
 from fedplug.secagg import FixedPointCodec, KeyBundle, Q, ServerProtocol, Unmasking, majority
 from fedplug.secagg._graph import GRAPHS, harary_degree
 
@@ -251,7 +251,9 @@ class SecureAggregationStrategy(PodStrategy):
         """
         if wire.BOUND_KEY in config:  # a model's exchange states its own bound
             return float(wire.as_float(config[wire.BOUND_KEY]))
-        if not self._stats or TrainingTask.from_json(str(config[wire.TASK_KEY])).stats_unit:
+        # The task's own JSON, not a TrainingTask: loading the aggregator must not import
+        # torch (a refusal by the pods' policies comes before it).
+        if not self._stats or json.loads(str(config[wire.TASK_KEY])).get("stats_unit"):
             return float(self.settings.stats_clip)
         roster = len(self.keys.roster) * int(self.settings.max_weight)
         return max(1.0, (self.settings.prime_q - 1) / 2 / roster / 2**10)

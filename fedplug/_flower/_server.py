@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from . import _wire as wire
 from ._aggregators import Aggregator
 from ._pod_errors import REFUSALS
 from ._pod_strategy import PodStrategy, RoundCallback
-from ._session import PodSession, failure_text
+from ._session import PodSession, failure_text, refuse_by_policy
 from ._wire import PodInfo
 
 logger = logging.getLogger("fedplug.server")
@@ -224,38 +224,6 @@ def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal |
         reason=reason,
         pods=named,
     )
-
-
-def refuse_by_policy(
-    require_secure: Mapping[str, bool],
-    accepted_models: Mapping[str, Sequence[str] | None],
-    secure: bool,
-    model: str,
-) -> None:
-    """The pods' policy refusals a run meets before any pod computes: plaintext asked of a
-    pod that requires secure aggregation, or a model plugin a pod does not accept. From
-    the pods' published policies (a run), or their pod files (a local simulation)."""
-    needing = [p for p, required in require_secure.items() if required]
-    if needing and not secure:
-        raise PolicyRefusal(
-            f"pod(s) {needing} require secure aggregation; rerun with aggregator=secure "
-            "(Hydra) or aggregator=SecureAggregator() (Python).",
-            reason="secure-aggregation-required",
-            pods=needing,
-        )
-    refusing = sorted(
-        pod for pod, models in accepted_models.items() if models is not None and model not in models
-    )
-    if refusing:
-        accepted = {p: list(accepted_models[p] or ()) for p in refusing}
-        raise PolicyRefusal(
-            f"pod(s) {refusing} do not accept model plugin {model!r}: their "
-            f"policy.accepted_models is {accepted}. Pick a model every pod accepts, or ask "
-            f"the pods' owners to install the plugin and add {model!r} to "
-            "policy.accepted_models in the pod YAML.",
-            reason="model-not-accepted",
-            pods=refusing,
-        )
 
 
 def check_task_against_pods(plan: RunPlan, infos: dict[str, PodInfo]) -> None:

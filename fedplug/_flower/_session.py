@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from flwr.app import Message
@@ -150,3 +150,35 @@ def raise_if_all_failed(
     parts = [f"pod {p!r}: {reason}" for p, reason in failed.items()]
     parts += [f"pod {p!r} did not answer in time" for p in missing]
     raise TrainingError(f"{what} failed on every pod: " + "; ".join(parts or ["no pod answered"]))
+
+
+def refuse_by_policy(
+    require_secure: Mapping[str, bool],
+    accepted_models: Mapping[str, Sequence[str] | None],
+    secure: bool,
+    model: str,
+) -> None:
+    """The pods' policy refusals a run meets before any pod computes: plaintext asked of a
+    pod that requires secure aggregation, or a model plugin a pod does not accept. From
+    the pods' published policies (a run), or their pod files (a local simulation)."""
+    needing = [p for p, required in require_secure.items() if required]
+    if needing and not secure:
+        raise PolicyRefusal(
+            f"pod(s) {needing} require secure aggregation; rerun with aggregator=secure "
+            "(Hydra) or aggregator=SecureAggregator() (Python).",
+            reason="secure-aggregation-required",
+            pods=needing,
+        )
+    refusing = sorted(
+        pod for pod, models in accepted_models.items() if models is not None and model not in models
+    )
+    if refusing:
+        accepted = {p: list(accepted_models[p] or ()) for p in refusing}
+        raise PolicyRefusal(
+            f"pod(s) {refusing} do not accept model plugin {model!r}: their "
+            f"policy.accepted_models is {accepted}. Pick a model every pod accepts, or ask "
+            f"the pods' owners to install the plugin and add {model!r} to "
+            "policy.accepted_models in the pod YAML.",
+            reason="model-not-accepted",
+            pods=refusing,
+        )

@@ -102,12 +102,14 @@ def run_from_config(cfg: Any) -> float | None:
 
     from hydra.core.hydra_config import HydraConfig
 
+    from fedplug._task_builder import check_aggregator, objects_from_config, refuse_early
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    refuse_early(cfg)  # the pods' policies, before torch loads: a refusal in seconds
     from fedplug._api import build_strategy
-    from fedplug._task_builder import check_aggregator, objects_from_config
 
     from ._outputs import print_results, print_table, results_table, write_outputs
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
     run = objects_from_config(cfg)
     model, fed = run.model, run.federation
     # What fit checks too, here before any file is written or pod read.
