@@ -1,4 +1,4 @@
-"""End to end on the Flower Simulation Engine (Ray), through the Python API and the CLI."""
+"""End to end in a local simulation (the in-process backend), through the Python API and the CLI."""
 
 from __future__ import annotations
 
