@@ -285,3 +285,33 @@ def test_the_pods_torch_threads_come_from_the_environment(monkeypatch) -> None:
         monkeypatch.setenv("FEDPLUG_TORCH_THREADS", bad)
         with pytest.raises(ConfigError, match=r"FEDPLUG_TORCH_THREADS=.*whole number >= 1"):
             torch_threads()
+
+
+def test_a_pod_made_from_a_frame_trains_like_a_virtual_worker(fed_adult) -> None:
+    # PySyft's virtual workers: Pod(name=..., data=frame), no file, in the simulation.
+    from fedplug import DataStructure, Pod, TabularClassifier
+    from fedplug._errors import PodConfigError
+    from fedplug.data import PercentageSplit
+
+    frames = [fed_adult.iloc[:300].copy(), fed_adult.iloc[300:600].copy()]
+    before = [f.copy() for f in frames]
+    pods = [
+        Pod(
+            name=f"worker-{i}",
+            data=frame,
+            schema_options={"force_stypes": {"education-num": "continuous"}},
+            split=PercentageSplit(validation=0.2, seed=1),
+        )
+        for i, frame in enumerate(frames)
+    ]
+    # Pods agree only on the columns a model uses.
+    columns = ["age", "education-num", "sex", "hours-per-week"]
+    model = TabularClassifier(
+        DataStructure(target="TARGET", selected_cols=columns), rounds=1, hidden=(8,)
+    )
+    history = model.fit(pods, backend="inprocess", verbose=False)
+    assert len(history) == 1 and 0 < history[0]["evaluate"]["accuracy"] <= 1
+    for frame, copy in zip(frames, before, strict=True):
+        pd.testing.assert_frame_equal(frame, copy)  # the caller's frames are untouched
+    with pytest.raises(PodConfigError, match="exactly one of datasource= .* and data="):
+        Pod(name="nothing")

@@ -23,7 +23,12 @@ from fedplug._errors import (
 )
 from fedplug._validation import check_known_keys, int_at_least, positive_int
 from fedplug.data._schema import Schema
-from fedplug.data._sources import Datasource, SQLSource, datasource_from_config
+from fedplug.data._sources import (
+    DataFrameSource,
+    Datasource,
+    SQLSource,
+    datasource_from_config,
+)
 from fedplug.data._splits import PercentageSplit, Split, split_from_config
 from fedplug.data._text import did_you_mean, quoted, short_value, type_name
 from fedplug.data._yaml import read_yaml
@@ -219,7 +224,7 @@ class Pod:
     def __init__(
         self,
         name: str,
-        datasource: Datasource,
+        datasource: Datasource | None = None,
         schema: Schema | str | Path | None = None,
         schema_options: Mapping[str, Any] | None = None,
         split: Split | None = None,
@@ -228,9 +233,17 @@ class Pod:
         identity_key: str | Path | None = None,
         pinned_keys: Mapping[str, str] | None = None,
         source_path: str | Path | None = None,
+        *,
+        data: pd.DataFrame | None = None,
     ) -> None:
+        if (datasource is None) == (data is None):
+            raise PodConfigError(
+                f"pod {name!r}: give its data as exactly one of datasource= (e.g. "
+                "CSVSource('data.csv')) and data= (a pandas DataFrame held in memory)"
+            )
         self.name = name
-        self.datasource = datasource
+        # data=frame is DataFrameSource(frame): the pod reads a copy, never the frame itself.
+        self.datasource = datasource if datasource is not None else DataFrameSource(data)
         self.schema = schema
         self.schema_options = schema_options
         self.split = split
