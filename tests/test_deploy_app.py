@@ -166,6 +166,17 @@ def test_finding_pods_never_waits_on_a_dead_or_unrelated_supernode(tmp_path: Pat
         flower_app.find_pods(grid, ["p-1", "p-3"], timeout=0.3, interval=0.01)
 
 
+def test_a_pod_whose_data_fails_its_checks_is_the_error_at_once(tmp_path: Path) -> None:
+    # Its answer to the schema query names it and why: no "not found" after the timeout.
+    pods = write_pods(tmp_path / "pods", names=("p-1", "p-2"), rows=(40, 40))
+    csv = tmp_path / "pods" / "p-2.csv"
+    csv.write_text(csv.read_text().replace(",Private,", ",Privat,", 1) + "not,a,row\n")
+    with pytest.raises(PodConfigError, match=r"\['p-2'\] cannot serve it \(pod-data\)") as info:
+        # An hour's timeout: had the search waited, pytest's timeout would end it.
+        flower_app.find_pods(_grid(pods), ["p-1", "p-2"], timeout=3600, interval=0.01)
+    assert "fedplug pod check" in str(info.value)
+
+
 def test_a_pod_served_twice_is_an_error(tmp_path: Path) -> None:
     (pod,) = write_pods(tmp_path / "pods", names=("p-1",), rows=(40,))
     with pytest.raises(PodConfigError, match="several SuperNodes"):

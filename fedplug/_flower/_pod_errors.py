@@ -126,7 +126,10 @@ def failure(
     the pod's schema columns concerned, nothing else."""
     named = f" (columns {columns})" if columns else ""
     text = _text(pod, "failed", reason, FAILURES[reason], named)
-    return wire.error_reply(message, code, json.dumps({"reason": reason, "message": text}))
+    payload: dict[str, object] = {"reason": reason, "message": text}
+    if pod != "?":  # its own name, which its schema reply would give anyway
+        payload["pods"] = [pod]
+    return wire.error_reply(message, code, json.dumps(payload))
 
 
 def _failure_reason(exc: BaseException) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from fedplug.learning import Exchange, TrainingTask, moment_units, scaling_for
 
 from . import _wire as wire
 from ._aggregators import Aggregator
-from ._pod_errors import REFUSALS
+from ._pod_errors import FAILURES, REFUSALS
 from ._pod_strategy import PodStrategy, RoundCallback
 from ._session import PodSession, failure_text, refuse_by_policy
 from ._wire import PodInfo
@@ -171,6 +171,9 @@ def discover_pods(
                 refusal = _refusal_of_wanted(reply, wanted)
                 if refusal is not None:
                     raise refusal  # the pod's own word, at once, not a "not found" later
+                broken = _failure_of_wanted(reply, wanted)
+                if broken is not None:
+                    raise broken  # a pod that cannot serve (bad data): why, at once
                 unanswered.append(text)
                 continue
             try:
@@ -223,6 +226,27 @@ def _refusal_of_wanted(reply: Message, wanted: Sequence[str]) -> PolicyRefusal |
         "Its owner finds the details in the pod's log.",
         reason=reason,
         pods=named,
+    )
+
+
+def _failure_of_wanted(reply: Message, wanted: Sequence[str]) -> PodConfigError | None:
+    """A wanted pod's failure to serve (its data fails its checks, ...), from its answer to
+    the schema query: reported as the run's error rather than a "not found" later."""
+    if reply.error.code != wire.POD_FAILURE:
+        return None
+    try:
+        payload = json.loads(str(reply.error.reason))
+        pods = [str(p) for p in payload.get("pods", [])]
+        reason = str(payload.get("reason", ""))
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return None
+    named = sorted(set(pods) & set(wanted))
+    if not named or reason not in FAILURES:
+        return None
+    # As for refusals: only fedplug's fixed explanation, never the answer's free text.
+    return PodConfigError(
+        f"the SuperNode serving pod(s) {named} cannot serve it ({reason}): "
+        f"{FAILURES[reason]}. Its owner finds the details in the pod's log."
     )
 
 
