@@ -17,8 +17,8 @@ from fedplug._errors import (
     PodConfigError,
 )
 from fedplug._model_base import Model
+from fedplug._network_model import NetworkModel
 from fedplug._plugins import load_plugin
-from fedplug._validation import positive_int
 from fedplug.data import Pod, Schema, published_schemas, resolve_pod
 from fedplug.data import combine_pod_schemas as _combine_schemas
 from fedplug.learning import (
@@ -79,13 +79,7 @@ def combine_pod_schemas(
     return _combine_schemas(schemas, columns, vocabularies=vocabularies)
 
 
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    positive_int(value, name=name, fix=f"pass e.g. TabularClassifier(..., {name}=1 or more)")
-
-
-class TabularClassifier(Model):
+class TabularClassifier(NetworkModel):
     """A classifier over a tabular datastructure, trained across pods.
 
     ``__init__`` only stores its parameters; they are checked when ``fit`` is called.
@@ -124,20 +118,7 @@ class TabularClassifier(Model):
 
     # -- checks -------------------------------------------------------------------------
     def check_params(self) -> None:
-        if (self.epochs is None) == (self.steps is None):
-            raise ConfigError(
-                f"give exactly one of epochs={self.epochs!r} and steps={self.steps!r} "
-                "(training per round is counted in one or the other)."
-            )
-        _positive_int("epochs", self.epochs, allow_none=True)
-        _positive_int("steps", self.steps, allow_none=True)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("rounds", self.rounds)
-        if not isinstance(self.datastructure, DataStructure):
-            raise ConfigError(
-                "datastructure must be a fedplug.DataStructure, "
-                f"got {type(self.datastructure).__name__}."
-            )
+        self.check_training_params()
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} is invalid: use a number in [0, 1).")
         if self.class_weight not in (None, "balanced"):
@@ -162,17 +143,7 @@ class TabularClassifier(Model):
         resolved = self.datastructure.resolve(schema)
         used = [resolved.target, *resolved.categorical, *resolved.continuous]
         spec = TabularNetSpec.for_columns(schema, resolved, tuple(self.hidden), float(self.dropout))
-        optimizer = self.optimizer or Optimizer("Adam", {"lr": 1e-3})
-        return TrainingTask(
-            schema=schema.select(used).to_dict(),
-            datastructure=self.datastructure.to_dict(),
-            model=spec.to_dict(),
-            optimizer=optimizer.to_dict(),
-            epochs=self.epochs,
-            steps=self.steps,
-            batch_size=int(self.batch_size),
-            seed=int(self.seed),
-        )
+        return self.network_task(schema, used, spec.to_dict())
 
     def initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
         """The round-0 model: the task's network built under the task's seed."""

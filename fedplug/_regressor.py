@@ -20,8 +20,7 @@ import pandas as pd
 import torch
 
 from fedplug._errors import ConfigError
-from fedplug._model_base import Model
-from fedplug._validation import positive_int
+from fedplug._network_model import NetworkModel
 from fedplug.data import Schema
 from fedplug.learning import (
     DataStructure,
@@ -40,12 +39,6 @@ from fedplug.learning._regressor import check_loss
 #: The format of this plugin's payload inside a model file (see ``Model.serialize``).
 PAYLOAD_FORMAT = "fedplug.tabular-regressor/1"
 PLUGIN_NAME = "tabular-regressor"
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    positive_int(value, name=name, fix=f"pass e.g. TabularRegressor(..., {name}=1 or more)")
 
 
 def target_scaling(task: TrainingTask) -> tuple[float, float]:
@@ -68,7 +61,7 @@ def in_target_units(metrics: dict[str, Any], std: float) -> dict[str, Any]:
     return metrics
 
 
-class TabularRegressor(Model):
+class TabularRegressor(NetworkModel):
     """A regressor over a tabular datastructure with a continuous target, trained across pods.
 
     The classifier's parameters, plus ``loss`` ("mse" or "huber") and ``huber_delta`` (in
@@ -113,20 +106,7 @@ class TabularRegressor(Model):
 
     # -- the model-plugin contract ------------------------------------------------------
     def check_params(self) -> None:
-        if (self.epochs is None) == (self.steps is None):
-            raise ConfigError(
-                f"give exactly one of epochs={self.epochs!r} and steps={self.steps!r} "
-                "(training per round is counted in one or the other)."
-            )
-        _positive_int("epochs", self.epochs, allow_none=True)
-        _positive_int("steps", self.steps, allow_none=True)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("rounds", self.rounds)
-        if not isinstance(self.datastructure, DataStructure):
-            raise ConfigError(
-                "datastructure must be a fedplug.DataStructure, "
-                f"got {type(self.datastructure).__name__}."
-            )
+        self.check_training_params()
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout={self.dropout!r} is invalid: use a number in [0, 1).")
         check_loss(self.loss, self.huber_delta)
@@ -142,18 +122,7 @@ class TabularRegressor(Model):
             self.loss,
             float(self.huber_delta),
         )
-        optimizer = self.optimizer or Optimizer("Adam", {"lr": 1e-3})
-        return TrainingTask(
-            schema=schema.select(used).to_dict(),
-            datastructure=self.datastructure.to_dict(),
-            model=spec.to_dict(),
-            optimizer=optimizer.to_dict(),
-            epochs=self.epochs,
-            steps=self.steps,
-            batch_size=int(self.batch_size),
-            seed=int(self.seed),
-            model_plugin=self.plugin_name,
-        )
+        return self.network_task(schema, used, spec.to_dict())
 
     def initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
         """The round-0 model: the task's network built under the task's seed."""

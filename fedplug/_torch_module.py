@@ -21,9 +21,8 @@ import pandas as pd
 import torch
 
 from fedplug._errors import ConfigError
-from fedplug._model_base import Model
+from fedplug._network_model import NetworkModel
 from fedplug._regressor import in_target_units, target_scaling
-from fedplug._validation import positive_int
 from fedplug.data import Schema
 from fedplug.learning import (
     DataStructure,
@@ -42,7 +41,7 @@ from fedplug.learning._torch_module import LOSSES, load_module
 PLUGIN_NAME = "torch-module"
 
 
-class TorchModule(Model):
+class TorchModule(NetworkModel):
     """A user's ``torch.nn.Module`` (by import path) trained across pods by fedplug's loop.
 
     ``__init__`` only stores its parameters; they are checked when ``fit`` is called.
@@ -80,20 +79,7 @@ class TorchModule(Model):
 
     # -- the model-plugin contract ------------------------------------------------------
     def check_params(self) -> None:
-        if not isinstance(self.datastructure, DataStructure):
-            raise ConfigError(
-                "datastructure must be a fedplug.DataStructure, "
-                f"got {type(self.datastructure).__name__}."
-            )
-        if (self.epochs is None) == (self.steps is None):
-            raise ConfigError(
-                f"give exactly one of epochs={self.epochs!r} and steps={self.steps!r}."
-            )
-        for name in ("epochs", "steps"):
-            if getattr(self, name) is not None:
-                positive_int(getattr(self, name), name=name, fix=f"pass {name}=1 or more")
-        positive_int(self.batch_size, name="batch_size", fix="pass batch_size=1 or more")
-        positive_int(self.rounds, name="rounds", fix="pass rounds=1 or more")
+        self.check_training_params()
         if self.loss is not None and self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is unknown; use one of {list(LOSSES)}.")
         if self.module_params is not None and not isinstance(self.module_params, Mapping):
@@ -120,18 +106,7 @@ class TorchModule(Model):
 
     def training_task(self, schema: Schema) -> TrainingTask:
         spec, used = self._spec(schema)
-        optimizer = self.optimizer or Optimizer("Adam", {"lr": 1e-3})
-        return TrainingTask(
-            schema=schema.select(used).to_dict(),
-            datastructure=self.datastructure.to_dict(),
-            model=spec.to_dict(),
-            optimizer=optimizer.to_dict(),
-            epochs=self.epochs,
-            steps=self.steps,
-            batch_size=int(self.batch_size),
-            seed=int(self.seed),
-            model_plugin=self.plugin_name,
-        )
+        return self.network_task(schema, used, spec.to_dict())
 
     def initial_weights(self, task: TrainingTask) -> list[np.ndarray]:
         return ModuleSpec.from_dict(task.model).initial_weights(task.seed)

@@ -28,6 +28,7 @@ LAYERS = {
     "_torch_module": 5,
     "_regressor": 5,
     "_model_base": 5,
+    "_network_model": 5,
     "_run_outputs": 5,
     "_config_checks": 5,
     "_errors": 0,

@@ -22,12 +22,9 @@ import torch.nn.functional as F  # noqa: N812
 from fedplug._errors import ConfigError
 from fedplug._validation import check_known_keys
 
-from ._encoding import EncodedTable, TabularEncoder
 from ._evaluation import evaluate_regression
-from ._model import TabularMLP, _check_args, get_weights, set_weights
-from ._optimizer import Optimizer
-from ._pod_model import PodModel
-from ._training import train_local
+from ._model import TabularMLP, _check_args, get_weights
+from ._network_pod import NetworkPod
 
 if TYPE_CHECKING:
     from fedplug.data import Schema
@@ -150,7 +147,7 @@ class RegressorSpec:
         return cls(**values)
 
 
-class RegressorPod(PodModel):
+class RegressorPod(NetworkPod):
     """The pod half of the ``tabular-regressor`` model plugin.
 
     Trains and scores on the target standardized by the task's cross-pod ``mean``/``std``
@@ -164,43 +161,9 @@ class RegressorPod(PodModel):
     def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
         super().__init__(task, train, validation)
         self.spec = RegressorSpec.from_dict(task.model)
-        self._encoded: dict[str, EncodedTable] = {}
 
-    def _data(self, part: str) -> EncodedTable:
-        if part not in self._encoded:
-            encoder = TabularEncoder(
-                self.schema,
-                self.resolved,
-                np.asarray(self.task.mean, dtype=np.float64),
-                np.asarray(self.task.std, dtype=np.float64),
-            )
-            frame = self._train_frame if part == "train" else self._validation_frame
-            self._encoded[part] = encoder.encode(frame)
-        return self._encoded[part]
-
-    def _net(self, weights: list[np.ndarray]) -> torch.nn.Module:
-        torch.manual_seed(self.task.seed)
-        net = self.spec.build()
-        set_weights(net, weights)
-        return net
-
-    def fit(
-        self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0
-    ) -> tuple[list[np.ndarray], dict]:
-        net = self._net(weights)
-        metrics = train_local(
-            net,
-            self._data("train"),
-            epochs=self.task.epochs,
-            steps=self.task.steps,
-            batch_size=self.task.batch_size,
-            optimizer=Optimizer.from_dict(self.task.optimizer),
-            # A different seed per round and pod-independent: reproducible, not repetitive.
-            seed=self.task.seed + server_round,
-            proximal_mu=proximal_mu,
-            loss_fn=self.spec.loss_fn(),
-        )
-        return get_weights(net), metrics
+    def loss_fn(self) -> LossFn:
+        return self.spec.loss_fn()
 
     def evaluate(self, weights: list[np.ndarray]) -> dict:
         net = self._net(weights)

@@ -21,13 +21,10 @@ import torch.nn.functional as F  # noqa: N812
 from fedplug.data import Schema
 
 from ._datastructure import DataStructure
-from ._encoding import EncodedTable, TabularEncoder
 from ._evaluation import evaluate_local
-from ._model import TabularNetSpec, get_weights, set_weights
-from ._optimizer import Optimizer
-from ._pod_model import PodModel
+from ._model import TabularNetSpec
+from ._network_pod import NetworkPod
 from ._stats import scaling_from_moments
-from ._training import train_local
 
 
 @dataclass
@@ -78,52 +75,14 @@ class TrainingTask:
         return DataStructure.from_dict(self.datastructure).resolve(schema, task="auto").scaled
 
 
-class PodTrainer(PodModel):
+class PodTrainer(NetworkPod):
     """The pod half of the ``tabular-classifier`` model plugin (the MLP)."""
 
     def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
         super().__init__(task, train, validation)
         self.spec = TabularNetSpec.from_dict(task.model)
-        self._encoded: dict[str, EncodedTable] = {}
 
-    # -- training and evaluation --------------------------------------------------------
-    def _data(self, part: str) -> EncodedTable:
-        if part not in self._encoded:
-            encoder = TabularEncoder(
-                self.schema,
-                self.resolved,
-                np.asarray(self.task.mean, dtype=np.float64),
-                np.asarray(self.task.std, dtype=np.float64),
-            )
-            frame = self._train_frame if part == "train" else self._validation_frame
-            self._encoded[part] = encoder.encode(frame)
-        return self._encoded[part]
-
-    def _net(self, weights: list[np.ndarray]) -> torch.nn.Module:
-        torch.manual_seed(self.task.seed)
-        net = self.spec.build()
-        set_weights(net, weights)
-        return net
-
-    def fit(
-        self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0
-    ) -> tuple[list[np.ndarray], dict]:
-        net = self._net(weights)
-        metrics = train_local(
-            net,
-            self._data("train"),
-            epochs=self.task.epochs,
-            steps=self.task.steps,
-            batch_size=self.task.batch_size,
-            optimizer=Optimizer.from_dict(self.task.optimizer),
-            # A different seed per round and pod-independent: reproducible, not repetitive.
-            seed=self.task.seed + server_round,
-            proximal_mu=proximal_mu,
-            loss_fn=self._loss_fn(),
-        )
-        return get_weights(net), metrics
-
-    def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    def loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
         if not self.spec.class_weights:
             return None  # train_local's cross-entropy
         weight = torch.tensor(self.spec.class_weights, dtype=torch.float32)

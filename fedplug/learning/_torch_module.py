@@ -27,12 +27,9 @@ from torch import nn
 
 from fedplug._errors import ConfigError, PolicyRefusal
 
-from ._encoding import EncodedTable, TabularEncoder
 from ._evaluation import evaluate_local, evaluate_regression
-from ._model import get_weights, set_weights
-from ._optimizer import Optimizer
-from ._pod_model import PodModel
-from ._training import train_local
+from ._model import get_weights
+from ._network_pod import NetworkPod
 
 if TYPE_CHECKING:
     from fedplug.data import PodPolicy
@@ -158,7 +155,7 @@ class ModuleSpec:
         ).check()
 
 
-class TorchModulePod(PodModel):
+class TorchModulePod(NetworkPod):
     """Trains and scores the user's module on this pod's rows (if its policy allows it)."""
 
     learning_task = "auto"
@@ -178,42 +175,9 @@ class TorchModulePod(PodModel):
     def __init__(self, task: TrainingTask, train: pd.DataFrame, validation: pd.DataFrame):
         super().__init__(task, train, validation)
         self.spec = ModuleSpec.from_dict(task.model)
-        self._encoded: dict[str, EncodedTable] = {}
 
-    def _data(self, part: str) -> EncodedTable:
-        if part not in self._encoded:
-            encoder = TabularEncoder(
-                self.schema,
-                self.resolved,
-                np.asarray(self.task.mean, dtype=np.float64),
-                np.asarray(self.task.std, dtype=np.float64),
-            )
-            frame = self._train_frame if part == "train" else self._validation_frame
-            self._encoded[part] = encoder.encode(frame)
-        return self._encoded[part]
-
-    def _net(self, weights: list[np.ndarray]) -> nn.Module:
-        torch.manual_seed(self.task.seed)
-        net = self.spec.build()
-        set_weights(net, weights)
-        return net
-
-    def fit(
-        self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0
-    ) -> tuple[list[np.ndarray], dict]:
-        net = self._net(weights)
-        metrics = train_local(
-            net,
-            self._data("train"),
-            epochs=self.task.epochs,
-            steps=self.task.steps,
-            batch_size=self.task.batch_size,
-            optimizer=Optimizer.from_dict(self.task.optimizer),
-            seed=self.task.seed + server_round,
-            proximal_mu=proximal_mu,
-            loss_fn=LOSSES[self.spec.loss],
-        )
-        return get_weights(net), metrics
+    def loss_fn(self) -> LossFn:
+        return LOSSES[self.spec.loss]
 
     def evaluate(self, weights: list[np.ndarray]) -> dict:
         net = self._net(weights)
