@@ -39,6 +39,14 @@ ModelDriver = Callable[["Exchange", "TrainingTask", Any], tuple[Any, list[dict]]
 ModelEvaluator = Callable[["Exchange", "TrainingTask", Any], dict[str, float]]
 
 
+def _missing(cls: type, hook: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"model plugin {cls.__name__} does not implement {hook}(), which every model's "
+        "server half must (see docs/writing-a-plugin.md#models; fedplug.testing.check_model "
+        "checks a model plugin)"
+    )
+
+
 class Model:
     """Base class of a model plugin's server half.
 
@@ -73,12 +81,12 @@ class Model:
 
     def check_params(self) -> None:
         """Raise ``ConfigError`` naming a bad parameter and its fix."""
-        raise NotImplementedError
+        raise _missing(type(self), "check_params")
 
     def training_task(self, schema: Schema) -> TrainingTask:
         """The task pods get: the schema's used columns, the datastructure, the model's
         parameters as data, and ``model_plugin=self.plugin_name``."""
-        raise NotImplementedError
+        raise _missing(type(self), "training_task")
 
     def progress_total(self) -> int:
         """How many steps training reports progress in: rounds (the default reads
@@ -120,19 +128,19 @@ class Model:
 
     def to_payload(self) -> dict[str, Any]:
         """The trained model as plain data (str, numbers, lists, dicts, tensors)."""
-        raise NotImplementedError
+        raise _missing(type(self), "to_payload")
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Model:
         """Inverse of :meth:`to_payload`: a trained model, ready to predict."""
-        raise NotImplementedError
+        raise _missing(cls, "from_payload")
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        raise _missing(type(self), "predict")
 
     def evaluate_frame(self, frame: pd.DataFrame) -> dict[str, float]:
         """Metrics on a labelled frame held here."""
-        raise NotImplementedError
+        raise _missing(type(self), "evaluate_frame")
 
     # -- what every model gets ----------------------------------------------------------
     @property

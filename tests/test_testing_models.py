@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fedplug import DataStructure, GradientBoostedTrees, Optimizer, TabularClassifier
+from fedplug import _model_base as fedplug_model
 from fedplug.data._pod import BUILTIN_MODELS
 from fedplug.testing import check_model
 
@@ -128,3 +129,28 @@ def test_a_third_party_model_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         check_model(ThirdPartyTrees(DataStructure(target="label"), n_trees=2, max_depth=1))
     finally:
         sys.modules.pop("fedplug_kit_third_party", None)
+
+
+class Hollow(TabularClassifier):
+    """Forgets a hook the base class only declares."""
+
+    evaluate_frame = fedplug_model.Model.evaluate_frame
+
+
+class Undecided(GradientBoostedTrees):
+    """Trains both ways at once."""
+
+    def initial_weights(self, task):  # noqa: ANN001, ANN201
+        return []
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        (Hollow(DataStructure(target="label")), r"does not implement \['evaluate_frame'\]"),
+        (Undecided(DataStructure(target="label")), "must train one way"),
+    ],
+)
+def test_a_model_missing_a_hook_or_training_two_ways_is_caught(model: Any, problem: str) -> None:
+    with pytest.raises(AssertionError, match=rf"check_model_declarations.*{problem}"):
+        check_model(model)

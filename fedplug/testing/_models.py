@@ -63,6 +63,30 @@ def _declarations(model: object) -> None:
             "Set plugin_name to the model's entry-point name (in fedplug.models and "
             "fedplug.pod_models).",
         )
+    hooks = [
+        "check_params",
+        "training_task",
+        "to_payload",
+        "from_payload",
+        "predict",
+        "evaluate_frame",
+    ]
+    missing = [h for h in hooks if getattr(type(model), h) is getattr(Model, h)]
+    if missing:
+        raise _fail(
+            check,
+            model,
+            f"does not implement {missing}.",
+            "Every model's server half implements them (see docs/writing-a-plugin.md).",
+        )
+    strategy_rounds = type(model).initial_weights is not Model.initial_weights
+    if strategy_rounds == (type(model).driver is not Model.driver):
+        raise _fail(
+            check,
+            model,
+            "must train one way: implement initial_weights() (rounds of the Flower "
+            "strategy) or driver() (its own exchanges), not both and not neither.",
+        )
     try:
         pod_half = load_plugin("pod_models", name)
     except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
